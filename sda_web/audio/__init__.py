@@ -1,0 +1,1 @@
+"""Audio: reading files (io), mel features (features, imports torch), demo sounds (demo)."""

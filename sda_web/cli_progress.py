@@ -1,0 +1,94 @@
+"""Terminal view of a training run: a live progress line, preview lines, Ctrl-C.
+
+The runner's callback only puts events on a queue; this loop, on the main
+thread, draws them. Ctrl-C asks the runner to cancel (it stops at the next
+step boundary and saves a checkpoint) and the loop keeps draining until the
+run's final event arrives.
+"""
+from __future__ import annotations
+
+import queue
+import shlex
+import sys
+import time
+
+from .training.events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent
+
+BAR_WIDTH = 24
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def progress_line(epoch: int, total: int, step: int, steps: int, last: EpochMetrics | None) -> str:
+    done = ((epoch - 1) + (step / steps if steps else 0)) / max(total, 1)
+    filled = int(round(done * BAR_WIDTH))
+    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+    parts = [f"Epoch {epoch}/{total} [{bar}] step {step}/{steps}"]
+    if last is not None:
+        parts.append(f"train {last.train_loss:.4f}")
+        if last.val_loss is not None:
+            parts.append(f"val {last.val_loss:.4f}")
+        parts.append(f"ETA {format_duration(last.eta_s)}")
+    return " · ".join(parts)
+
+
+def follow_run(runner, events: "queue.Queue", data_dir, dataset: str, out=None) -> int:
+    out = out or sys.stdout
+    live = out.isatty()
+    last: EpochMetrics | None = None
+    epoch, total, steps = 1, 0, 0
+    cancel_sent_at: float | None = None
+    while True:
+        try:
+            event = events.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            if cancel_sent_at is None:
+                cancel_sent_at = time.monotonic()
+                runner.cancel()
+                print("\nStopping at the next step and saving a checkpoint...", file=out, flush=True)
+            continue
+        if isinstance(event, RunStarted):
+            total = event.total_epochs
+            epoch = event.start_epoch + 1
+            print(f"{event.train_files} training and {event.val_files} validation files on {event.device}.", file=out)
+        elif isinstance(event, StepProgress):
+            epoch, steps = event.epoch, event.steps_per_epoch
+            if live:
+                print("\r\033[K" + progress_line(event.epoch, total, event.step, steps, last), end="", file=out, flush=True)
+        elif isinstance(event, EpochMetrics):
+            last = event
+            if not live:
+                print(progress_line(event.epoch, event.total_epochs, steps, steps, event), file=out, flush=True)
+        elif isinstance(event, PreviewEvent):
+            prefix = "\r\033[K" if live else ""
+            val = f"val {last.val_loss:.4f} · " if last and last.val_loss is not None else ""
+            print(f"{prefix}Preview epoch {event.epoch}: {val}{event.audio_path}", file=out, flush=True)
+        elif isinstance(event, TrainingCompleteEvent):
+            if live:
+                print("\r\033[K", end="", file=out)
+            return _report_end(event, data_dir, dataset, out)
+
+
+def _report_end(event: TrainingCompleteEvent, data_dir, dataset: str, out) -> int:
+    best = f", best validation loss {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
+    if event.outcome == "completed":
+        print(f"Finished {event.epochs_done}/{event.total_epochs} epochs{best}. Checkpoint: {event.checkpoint_path}", file=out)
+        return 0
+    resume = f"sda train {shlex.quote(dataset)} --resume --data-dir {shlex.quote(str(data_dir))}"
+    if event.outcome == "cancelled":
+        print(f"Stopped after epoch {event.epochs_done}/{event.total_epochs}{best}. "
+              f"Checkpoint saved; resume with:\n  {resume}", file=out)
+        return 130
+    print(f"Training failed: {event.error}", file=out)
+    if event.checkpoint_path:
+        print(f"The last good checkpoint is kept; resume with:\n  {resume}", file=out)
+    return 1

@@ -1,0 +1,65 @@
+"""The data directory and the small file-writing rules everything follows.
+
+Writes that matter go to a temp file in the same folder and are moved into
+place with os.replace, so a crash never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "./sda-data"
+
+
+def resolve_data_dir(cli_value: str | os.PathLike | None = None) -> Path:
+    """--data-dir, else $SDA_DATA_DIR, else ./sda-data (created if missing)."""
+    chosen = cli_value or os.environ.get("SDA_DATA_DIR") or DEFAULT_DATA_DIR
+    path = Path(chosen).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def json_safe(value):
+    """Replace NaN/inf (invalid in JSON) with None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: Path, data) -> None:
+    text = json.dumps(json_safe(data), indent=1, allow_nan=False)
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: Path):
+    with open(path, "r", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,167 @@
+"""Training configuration: one dataclass, three presets, sized to the dataset.
+
+A tiny dataset overfits fast, so it gets more epochs per file but also more
+regularisation (dropout, weight decay) and stronger augmentation; a large one
+needs fewer passes and less help.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
+
+
+class ConfigError(ValueError):
+    """A training setting is out of range; the message says which and why."""
+
+
+class OverfittingPreset(str, Enum):
+    CONSERVATIVE = "conservative"
+    BALANCED = "balanced"
+    AGGRESSIVE = "aggressive"
+
+    @classmethod
+    def parse(cls, value: "str | OverfittingPreset") -> "OverfittingPreset":
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            names = ", ".join(p.value for p in cls)
+            raise ConfigError(f"Unknown preset {value!r}; choose one of {names}.") from None
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 150
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    dropout: float = 0.1
+    weight_decay: float = 1e-4
+    kl_weight_max: float = 0.1
+    kl_warmup_fraction: float = 0.3  # share of epochs over which the KL weight ramps 0 -> max
+    free_bits: float = 0.25  # nats per latent dimension below which KL is not pushed down
+    latent_dim: int = 64
+    width: int = 192  # channels of the first conv layer (deeper layers up to 2x)
+    segment_seconds: float = 1.0
+    augment: bool = True
+    augment_gain_db: float = 6.0  # random gain within +/- this many dB
+    augment_pitch_bins: int = 2  # random shift of up to this many mel bins
+    val_fraction: float = 0.2
+    preview_every: int = 10
+    checkpoint_every: int = 5
+    grad_clip: float = 1.0
+    seed: int = 1234
+    preset: str = OverfittingPreset.BALANCED.value
+
+    def validated(self) -> "TrainingConfig":
+        """Return self, or raise ConfigError naming the first bad value."""
+        _check_int(self.epochs, "Max epochs", 1, 100_000)
+        _check_float(self.learning_rate, "Learning rate", 1e-7, 0.1)
+        _check_int(self.batch_size, "Batch size", 1, 4096)
+        _check_float(self.dropout, "Dropout", 0.0, 1.0, hi_open=True)
+        _check_float(self.weight_decay, "Weight decay", 0.0, 1.0)
+        _check_float(self.kl_weight_max, "KL weight max", 0.0, 10.0)
+        _check_float(self.kl_warmup_fraction, "KL warm-up fraction", 0.0, 1.0)
+        _check_float(self.free_bits, "Free bits", 0.0, 10.0)
+        _check_int(self.latent_dim, "Latent size", 2, 1024)
+        _check_int(self.width, "Width", 4, 512)
+        _check_float(self.segment_seconds, "Segment length", 0.1, 10.0)
+        _check_float(self.augment_gain_db, "Augmentation gain", 0.0, 24.0)
+        _check_int(self.augment_pitch_bins, "Augmentation pitch shift", 0, 16)
+        _check_float(self.val_fraction, "Validation fraction", 0.0, 0.9)
+        _check_int(self.preview_every, "Preview interval", 1, 100_000)
+        _check_int(self.checkpoint_every, "Checkpoint interval", 1, 100_000)
+        _check_float(self.grad_clip, "Gradient clip", 0.0, 1e6)
+        _check_int(self.seed, "Seed", 0, 2**31 - 1)
+        OverfittingPreset.parse(self.preset)
+        return self
+
+    def with_overrides(self, **overrides) -> "TrainingConfig":
+        """Apply user overrides (None means keep), re-deriving the preview and
+        checkpoint intervals when the epoch count changes, then validate."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        cfg = replace(self, **given)
+        if "epochs" in given:
+            _check_int(cfg.epochs, "Max epochs", 1, 100_000)
+            if "preview_every" not in given:
+                cfg = replace(cfg, preview_every=preview_interval(cfg.epochs))
+            if "checkpoint_every" not in given:
+                cfg = replace(cfg, checkpoint_every=checkpoint_interval(cfg.epochs))
+        return cfg.validated()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+MAX_PREVIEWS = 20
+
+
+def preview_interval(epochs: int) -> int:
+    """Epochs between previews so a run writes at most about MAX_PREVIEWS."""
+    return max(1, math.ceil(epochs / MAX_PREVIEWS))
+
+
+def checkpoint_interval(epochs: int) -> int:
+    return max(1, min(10, math.ceil(epochs / 40)))
+
+
+# Per dataset-size tier: (max files, epochs, learning rate, dropout, weight decay, augment gain dB)
+_TIERS = (
+    (10, 300, 1e-3, 0.3, 1e-3, 6.0),
+    (50, 200, 1e-3, 0.2, 5e-4, 4.0),
+    (200, 120, 1e-3, 0.1, 1e-4, 3.0),
+    (math.inf, 80, 1e-3, 0.05, 1e-5, 2.0),
+)
+
+
+def get_adaptive_config(file_count: int, preset: "str | OverfittingPreset" = OverfittingPreset.BALANCED) -> TrainingConfig:
+    """Defaults sized to a dataset of `file_count` files for the given preset."""
+    preset = OverfittingPreset.parse(preset)
+    if not isinstance(file_count, int) or file_count < 1:
+        raise ConfigError("A dataset needs at least one usable file before training.")
+    _, epochs, lr, dropout, wd, gain = next(t for t in _TIERS if file_count <= t[0])
+    batch = 8 if file_count <= 10 else 16 if file_count <= 100 else 32
+    kl = 0.1
+    if preset is OverfittingPreset.CONSERVATIVE:
+        epochs, lr, dropout, wd, kl = round(epochs * 0.6), lr * 0.5, dropout + 0.1, wd * 2, kl * 2
+    elif preset is OverfittingPreset.AGGRESSIVE:
+        epochs, lr, dropout, wd, kl = round(epochs * 1.5), lr * 2, dropout * 0.5, wd * 0.5, kl * 0.5
+    return TrainingConfig(
+        epochs=epochs,
+        learning_rate=lr,
+        batch_size=batch,
+        dropout=round(min(dropout, 0.5), 3),
+        weight_decay=wd,
+        kl_weight_max=kl,
+        augment=True,
+        augment_gain_db=gain,
+        augment_pitch_bins=2 if file_count <= 50 else 1,
+        preview_every=preview_interval(epochs),
+        checkpoint_every=checkpoint_interval(epochs),
+        preset=preset.value,
+    ).validated()
+
+
+def _check_int(value, label: str, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{label} must be a whole number, got {value!r}.")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{label} must be between {lo} and {hi}, got {value}.")
+
+
+def _check_float(value, label: str, lo: float, hi: float, hi_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{label} must be a finite number, got {value!r}.")
+    too_high = value >= hi if hi_open else value > hi
+    if value < lo or too_high:
+        bound = f"below {hi}" if hi_open else f"at most {hi}"
+        raise ConfigError(f"{label} must be at least {lo} and {bound}, got {value}.")

@@ -1,0 +1,164 @@
+"""Runs on disk: one folder per training run, readable without torch.
+
+<data>/runs/<run_id>/run.json      status and summary (rewritten atomically)
+                    config.json   the TrainingConfig
+                    features.json mel parameters + normalisation stats
+                    metrics.json  the full epoch history
+                    checkpoints/  latest.pt, best.pt
+                    previews/     epoch_NNNN_recon.wav, epoch_NNNN_prior.wav
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..storage import atomic_write_json, read_json
+from .events import EpochMetrics, PreviewEvent
+
+RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")
+_PREVIEW_RE = re.compile(r"^epoch_(\d{4,})_recon\.wav$")
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+
+# Runs owned by a live runner in this process; a run.json that says "running"
+# without an owner here was left by a process that died: it is "interrupted".
+_LIVE_RUNS: set[str] = set()
+
+
+class RunError(ValueError):
+    """A run cannot be found or read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    dataset: str
+    status: str
+    created: str
+    epochs_done: int
+    total_epochs: int
+    best_val_loss: float | None
+    has_checkpoint: bool
+    run_dir: Path
+    error: str | None = None
+
+
+def runs_root(data_dir: Path) -> Path:
+    return Path(data_dir) / "runs"
+
+
+def run_dir_for(data_dir: Path, run_id: str) -> Path:
+    if not _RUN_ID_RE.match(run_id or ""):
+        raise RunError(f"{run_id!r} is not a valid run id.")
+    return runs_root(data_dir) / run_id
+
+
+def new_run_id(dataset: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{dataset}-{stamp}-{os.getpid() % 1000:03d}{int(time.time() * 1000) % 1000:03d}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_run_record(run_dir: Path, **fields) -> dict:
+    """Merge `fields` into run.json (atomically) and return the new record."""
+    path = Path(run_dir) / "run.json"
+    record = read_json(path) if path.exists() else {}
+    record.update(fields)
+    atomic_write_json(path, record)
+    return record
+
+
+def mark_live(run_id: str, live: bool) -> None:
+    (_LIVE_RUNS.add if live else _LIVE_RUNS.discard)(run_id)
+
+
+def load_run(data_dir: Path, run_id: str) -> RunInfo:
+    run_dir = run_dir_for(data_dir, run_id)
+    try:
+        record = read_json(run_dir / "run.json")
+    except FileNotFoundError:
+        raise RunError(f"There is no run called {run_id!r}.") from None
+    except (OSError, ValueError):
+        raise RunError(f"The record of run {run_id!r} is unreadable.") from None
+    status = record.get("status", "interrupted")
+    if status == "running" and run_id not in _LIVE_RUNS:
+        status = "interrupted"
+    return RunInfo(
+        run_id=run_id,
+        dataset=str(record.get("dataset", "")),
+        status=status,
+        created=str(record.get("created", "")),
+        epochs_done=int(record.get("epochs_done", 0)),
+        total_epochs=int(record.get("total_epochs", 0)),
+        best_val_loss=record.get("best_val_loss"),
+        has_checkpoint=(run_dir / "checkpoints" / "latest.pt").exists(),
+        run_dir=run_dir,
+        error=record.get("error"),
+    )
+
+
+def list_runs(data_dir: Path, dataset: str | None = None) -> list[RunInfo]:
+    """Runs newest first; unreadable run folders are skipped."""
+    root = runs_root(data_dir)
+    if not root.is_dir():
+        return []
+    runs = []
+    for entry in root.iterdir():
+        if not entry.is_dir() or not _RUN_ID_RE.match(entry.name):
+            continue
+        try:
+            info = load_run(data_dir, entry.name)
+        except RunError:
+            continue
+        if dataset is None or info.dataset == dataset:
+            runs.append(info)
+    runs.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+    return runs
+
+
+def latest_resumable_run(data_dir: Path, dataset: str) -> RunInfo | None:
+    return next((r for r in list_runs(data_dir, dataset) if r.has_checkpoint), None)
+
+
+def load_history(run_dir: Path) -> list[EpochMetrics]:
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        return []
+    return [EpochMetrics(**row) for row in read_json(path)]
+
+
+def save_history(run_dir: Path, history: list[EpochMetrics]) -> None:
+    atomic_write_json(Path(run_dir) / "metrics.json", [m.to_dict() for m in history])
+
+
+def preview_paths(run_dir: Path, epoch: int) -> tuple[Path, Path]:
+    folder = Path(run_dir) / "previews"
+    return folder / f"epoch_{epoch:04d}_recon.wav", folder / f"epoch_{epoch:04d}_prior.wav"
+
+
+def list_previews(run_dir: Path) -> list[PreviewEvent]:
+    folder = Path(run_dir) / "previews"
+    if not folder.is_dir():
+        return []
+    previews = []
+    for path in folder.iterdir():
+        match = _PREVIEW_RE.match(path.name)
+        if match:
+            epoch = int(match.group(1))
+            recon, prior = preview_paths(run_dir, epoch)
+            previews.append(PreviewEvent(epoch=epoch, audio_path=str(recon), prior_path=str(prior)))
+    previews.sort(key=lambda p: p.epoch)
+    return previews
+
+
+def delete_run(data_dir: Path, run_id: str) -> None:
+    if run_id in _LIVE_RUNS:
+        raise RunError("That run is training right now; cancel it first.")
+    shutil.rmtree(run_dir_for(data_dir, run_id), ignore_errors=False)

@@ -1,0 +1,130 @@
+"""The training loop proper: one epoch, one validation pass, nothing else.
+
+Reads top to bottom like nanoGPT's train.py. The runner around it owns the
+thread, the run folder, checkpoints, previews and events.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..model import ConvVAE, ModelShape, vae_loss
+from .config import TrainingConfig
+from .data import SegmentBank, augment
+from .schedule import LRPlan, kl_weight_at
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    loss: float  # recon + kl_weight_max * kl: comparable across the whole run
+    recon: float
+    kl: float
+    compute_s: float  # time inside forward/backward/optimizer step
+    total_s: float
+
+
+class Trainer:
+    def __init__(self, config: TrainingConfig, shape: ModelShape, train_bank: SegmentBank,
+                 val_bank: SegmentBank | None, std: float, device: torch.device):
+        self.config = config
+        self.device = device
+        self.train_bank = train_bank
+        self.val_bank = val_bank
+        self.std = std
+        torch.manual_seed(config.seed)
+        self.model = ConvVAE(shape).to(device)  # every layer exists before the optimizer is built
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.plan = LRPlan.new(config.learning_rate, config.epochs)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.val_positions = val_bank.fixed_positions() if val_bank is not None else None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.train_bank.segments_per_epoch / self.config.batch_size)
+
+    def train_epoch(self, epoch_index: int, on_step: Callable[[int], None] | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> EpochResult | None:
+        """Train one epoch; None if `should_stop` became true at a step boundary."""
+        cfg = self.config
+        lr = self.plan.lr_at(epoch_index)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        kl_weight = kl_weight_at(epoch_index, self.plan.total_epochs, cfg.kl_weight_max, cfg.kl_warmup_fraction)
+        self.model.train()
+        started = time.perf_counter()
+        compute = 0.0
+        sums = torch.zeros(3, device=self.device)
+        positions = self.train_bank.random_positions(self.generator)
+        batches = positions.split(cfg.batch_size)
+        for step, batch_positions in enumerate(batches, start=1):
+            if should_stop is not None and should_stop():
+                return None
+            batch = self.train_bank.gather(batch_positions)
+            if cfg.augment:
+                batch = augment(batch, cfg.augment_gain_db, cfg.augment_pitch_bins,
+                                self.train_bank.silence, self.std, self.generator)
+            t0 = time.perf_counter()
+            recon, mu, logvar = self.model(batch)
+            loss = vae_loss(recon, batch, mu, logvar, kl_weight, cfg.free_bits)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            compute += time.perf_counter() - t0
+            n = len(batch_positions)
+            sums += torch.stack([loss.recon.detach(), loss.kl.detach(), loss.total.detach()]) * n
+            if not math.isfinite(float(loss.total.detach())):
+                raise TrainingDiverged(
+                    f"The loss became {float(loss.total.detach())} at epoch {epoch_index + 1}, step {step}; "
+                    "lower the learning rate and resume or start again."
+                )
+            if on_step is not None:
+                on_step(step)
+        recon_mean, kl_mean, _ = (sums / len(positions)).tolist()
+        return EpochResult(recon_mean + cfg.kl_weight_max * kl_mean, recon_mean, kl_mean,
+                           compute, time.perf_counter() - started)
+
+    @torch.no_grad()
+    def validate(self) -> EpochResult | None:
+        if self.val_bank is None:
+            return None
+        started = time.perf_counter()
+        self.model.eval()
+        sums = torch.zeros(2, device=self.device)
+        for chunk in self.val_positions.split(max(self.config.batch_size, 64)):
+            batch = self.val_bank.gather(chunk)
+            recon, mu, logvar = self.model(batch)
+            loss = vae_loss(recon, batch, mu, logvar, 0.0, 0.0)
+            sums += torch.stack([loss.recon, loss.kl]) * len(chunk)
+        recon_mean, kl_mean = (sums / len(self.val_positions)).tolist()
+        elapsed = time.perf_counter() - started
+        return EpochResult(recon_mean + self.config.kl_weight_max * kl_mean, recon_mean, kl_mean, elapsed, elapsed)
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_plan": self.plan.to_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict, total_epochs: int, epochs_done: int) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.plan = LRPlan(**state["lr_plan"]).extended_to(total_epochs, epochs_done)
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
