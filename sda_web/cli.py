@@ -39,7 +39,8 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--root-path", default="", help="sub-path when served behind a reverse proxy, e.g. /sda")
-    serve.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* headers from the proxy")
+    serve.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false",
+                       help="ignore X-Forwarded-* headers (by default they are trusted from --forwarded-allow-ips)")
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxy addresses whose headers are trusted")
     data_dir_arg(serve)
     serve.set_defaults(handler=_cmd_serve)

@@ -1,16 +1,18 @@
 """Terminal view of a training run: a live progress line, preview lines, Ctrl-C.
 
 The runner's callback only puts events on a queue; this loop, on the main
-thread, draws them. Ctrl-C asks the runner to cancel (it stops at the next
-step boundary and saves a checkpoint) and the loop keeps draining until the
-run's final event arrives.
+thread, draws them. Ctrl-C is turned into a cancel request by a signal handler
+(never a KeyboardInterrupt in the middle of drawing): the runner stops at the
+next step boundary and saves a checkpoint, and the loop keeps draining until
+the run's final event arrives, so the process never exits under a live
+training thread.
 """
 from __future__ import annotations
 
 import queue
 import shlex
+import signal
 import sys
-import time
 
 from .training.events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent
 
@@ -41,20 +43,29 @@ def progress_line(epoch: int, total: int, step: int, steps: int, last: EpochMetr
 
 def follow_run(runner, events: "queue.Queue", data_dir, dataset: str, out=None) -> int:
     out = out or sys.stdout
+    previous_handler = signal.signal(signal.SIGINT, _cancel_on_interrupt(runner, out))
+    try:
+        return _draw_until_finished(runner, events, data_dir, dataset, out)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
+
+def _cancel_on_interrupt(runner, out):
+    def handler(signum, frame) -> None:
+        if runner.cancel():
+            print("\nStopping at the next step and saving a checkpoint...", file=out, flush=True)
+
+    return handler
+
+
+def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, out) -> int:
     live = out.isatty()
     last: EpochMetrics | None = None
     epoch, total, steps = 1, 0, 0
-    cancel_sent_at: float | None = None
     while True:
         try:
             event = events.get(timeout=0.2)
         except queue.Empty:
-            continue
-        except KeyboardInterrupt:
-            if cancel_sent_at is None:
-                cancel_sent_at = time.monotonic()
-                runner.cancel()
-                print("\nStopping at the next step and saving a checkpoint...", file=out, flush=True)
             continue
         if isinstance(event, RunStarted):
             total = event.total_epochs
@@ -75,6 +86,7 @@ def follow_run(runner, events: "queue.Queue", data_dir, dataset: str, out=None) 
         elif isinstance(event, TrainingCompleteEvent):
             if live:
                 print("\r\033[K", end="", file=out)
+            runner.wait(timeout=10)  # let the thread end before the process does
             return _report_end(event, data_dir, dataset, out)
 
 

@@ -9,7 +9,6 @@ an epoch's batches cost one indexing op each and nothing is re-read from disk.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,16 +37,6 @@ def segment_frames(spec: MelSpec, seconds: float) -> int:
     factor = 2**DOWNSAMPLINGS
     raw = seconds * spec.sample_rate / spec.hop_length
     return max(factor, math.ceil(raw / factor) * factor)
-
-
-def split_by_file(count: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic (train, val) file indices; at least one of each when count >= 2."""
-    order = list(range(count))
-    random.Random(seed).shuffle(order)
-    if count < 2:
-        return order, []
-    n_val = min(count - 1, max(1, round(count * val_fraction)))
-    return sorted(order[n_val:]), sorted(order[:n_val])
 
 
 def compute_log_mels(paths: list[Path], spec: MelSpec) -> list[torch.Tensor]:

@@ -21,6 +21,7 @@ from typing import Callable
 from ..storage import atomic_write_json, read_json
 from .config import ConfigError, TrainingConfig
 from .events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent, TrainingEvent
+from .split import split_by_file
 from .runs import RunError, load_run, mark_live, new_run_id, now_iso, preview_paths, run_dir_for, save_history, write_run_record
 
 Callback = Callable[[TrainingEvent], None]
@@ -102,8 +103,6 @@ class TrainingRunner:
         manifest = load_dataset(self.data_dir, dataset)
         if manifest.file_count == 0:
             raise DatasetError(f"Dataset {manifest.name!r} has no usable sound files; add some on the Data tab.")
-        from .data import split_by_file
-
         names = [f.name for f in manifest.files]
         train_idx, val_idx = split_by_file(len(names), config.val_fraction, config.seed)
         audio_dir = manifest.audio_dir(self.data_dir)

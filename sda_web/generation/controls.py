@@ -1,0 +1,393 @@
+"""Sound controls: the directions in a model's latent space that matter for its
+own material, named after the audio feature each one moves.
+
+After training, every file of the run's dataset is cut into segments of the
+model's length (hop: half a segment) and encoded to its posterior mean. PCA of
+those means gives the directions along which the dataset actually varies; the
+components that explain a meaningful share of the variance (>= 5%, at least 2,
+at most 8) become sliders. Each is labelled by the audio feature its scores
+correlate with most (|Pearson r|), features computed from the log-mel the
+encoder already saw, so no audio is synthesised:
+
+  brightness  spectral centroid (Hz) of the band energies
+  loudness    RMS level (dB) from the band energies
+  noisiness   spectral flatness of the mel power (energy-weighted over frames)
+  pitch       frequency of the strongest mel band (energy-weighted, in octaves)
+  attack      positive spectral flux: how much and how often energy rises (dB/s)
+
+Labels are unique: pairs are taken strongest first, so a component whose best
+feature is taken gets its next best, or "texture N" when nothing correlates
+with |r| >= 0.3. Signs are flipped so that "+" raises the feature. A slider
+value is in standard deviations of the component's scores, 0 = dataset mean,
+range +-3.
+
+The result is plain data (`LatentAnalysis`), stored as analysis.json in the run
+folder next to the checkpoints it was computed from.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..audio.features import MelSpec, log_mel
+from ..audio.io import load_mono
+from ..storage import atomic_write_json, read_json
+from .loading import TrainedModel, load_trained_model
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_VERSION = 1
+FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack")
+FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s"}
+MIN_EXPLAINED = 0.05  # a component must explain at least this share of the variance...
+MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
+MIN_LABEL_CORRELATION = 0.3  # below this |r| a component is "texture N", not a named feature
+SLIDER_RANGE = 3.0  # sliders span +-3 standard deviations of the component's scores
+ENCODE_BATCH = 64
+
+Progress = Callable[[int, int], None]
+
+
+class AnalysisError(ValueError):
+    """The latent analysis cannot be made or read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Control:
+    """One slider: a signed unit direction in latent space, in std units of its scores."""
+    label: str  # "brightness", ..., or "texture 1"
+    feature: str | None  # the feature it was named after (None for texture)
+    component: int  # PCA component index (0 = most variance)
+    explained: float  # share of the latent variance along it
+    correlation: float  # Pearson r of the (sign-corrected) score with the feature; >= 0 when named
+    std: float  # standard deviation of the dataset's scores along it
+    feature_per_std: float | None  # change of the feature (in its unit) per +1 on the slider
+    direction: tuple[float, ...]  # unit vector, latent_dim long
+    minimum: float = -SLIDER_RANGE
+    maximum: float = SLIDER_RANGE
+
+    @property
+    def unit(self) -> str | None:
+        return FEATURE_UNITS.get(self.feature or "")
+
+
+@dataclass(frozen=True)
+class LatentAnalysis:
+    run_id: str
+    checkpoint_epoch: int
+    latent_dim: int
+    segment_frames: int
+    segment_count: int
+    file_count: int
+    mean: tuple[float, ...]  # dataset mean of the posterior means: where every slider is 0
+    basis: tuple[tuple[float, ...], ...]  # all PCA components with non-zero variance (rank x latent_dim)
+    basis_std: tuple[float, ...]  # std of the scores along each of them
+    controls: tuple[Control, ...]
+    file_latents: dict[str, tuple[float, ...]]  # per dataset file: mean latent of its segments (for blends)
+    features: dict[str, dict] = field(default_factory=dict)  # per feature: unit, mean, min, max over segments
+    created: str = ""
+    seconds: float = 0.0  # how long the analysis took
+
+    @property
+    def labels(self) -> list[str]:
+        return [c.label for c in self.controls]
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self.file_latents)
+
+    def control(self, label: str) -> Control:
+        for c in self.controls:
+            if c.label == label:
+                return c
+        known = ", ".join(self.labels) or "none"
+        raise AnalysisError(f"This model has no control called {label!r}; its controls are: {known}.")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["version"] = ANALYSIS_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LatentAnalysis":
+        if data.get("version") != ANALYSIS_VERSION:
+            raise AnalysisError("The stored sound-control analysis is from another version; it will be recomputed.")
+        controls = tuple(Control(**{**c, "direction": tuple(c["direction"])}) for c in data["controls"])
+        return cls(
+            run_id=data["run_id"], checkpoint_epoch=int(data["checkpoint_epoch"]), latent_dim=int(data["latent_dim"]),
+            segment_frames=int(data["segment_frames"]), segment_count=int(data["segment_count"]),
+            file_count=int(data["file_count"]), mean=tuple(data["mean"]),
+            basis=tuple(tuple(row) for row in data["basis"]), basis_std=tuple(data["basis_std"]),
+            controls=controls, file_latents={k: tuple(v) for k, v in data["file_latents"].items()},
+            features=data.get("features", {}), created=data.get("created", ""), seconds=float(data.get("seconds", 0.0)),
+        )
+
+
+# -- on disk ----------------------------------------------------------------
+
+def analysis_path(run_dir: Path) -> Path:
+    return Path(run_dir) / ANALYSIS_FILE
+
+
+def load_analysis(run_dir: Path) -> LatentAnalysis | None:
+    """The stored analysis, or None when there is none (or it is unreadable / outdated)."""
+    path = analysis_path(run_dir)
+    if not path.is_file():
+        return None
+    try:
+        return LatentAnalysis.from_dict(read_json(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+
+
+def save_analysis(run_dir: Path, analysis: LatentAnalysis) -> None:
+    atomic_write_json(analysis_path(run_dir), analysis.to_dict())
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The sound files a run learned from (its train and validation files that still exist);
+    if the run does not list them, every file of its dataset."""
+    run_dir = Path(run_dir)
+    record = read_json(run_dir / "run.json")
+    data_dir = run_dir.parent.parent
+    audio_dir = data_dir / "datasets" / str(record.get("dataset", "")) / "audio"
+    names = list(record.get("train_files") or []) + list(record.get("val_files") or [])
+    if names:
+        return [audio_dir / n for n in names if (audio_dir / n).is_file()]
+    from ..datasets import DatasetError, load_dataset
+
+    try:
+        return load_dataset(data_dir, record.get("dataset", "")).paths(data_dir)
+    except DatasetError:
+        return []
+
+
+def analyse_run(run_dir: Path, *, which: str = "best", device: str | torch.device = "cpu",
+                progress: Progress | None = None, model: TrainedModel | None = None) -> LatentAnalysis:
+    """Analyse a run's model over its own sound files and store analysis.json. Returns it."""
+    run_dir = Path(run_dir)
+    model = model or load_trained_model(run_dir, which, device)
+    files = run_files(run_dir)
+    if not files:
+        raise AnalysisError(f"The sound files of run {run_dir.name} are gone, so its sound controls cannot be analysed.")
+    analysis = analyse(model, files, run_id=run_dir.name, progress=progress)
+    save_analysis(run_dir, analysis)
+    return analysis
+
+
+def ensure_analysis(run_dir: Path, model: TrainedModel, progress: Progress | None = None) -> LatentAnalysis:
+    """The stored analysis if it was made from this checkpoint's weights, else a fresh one (stored)."""
+    stored = load_analysis(run_dir)
+    if stored is not None and stored.checkpoint_epoch == model.epoch and stored.latent_dim == model.shape.latent_dim:
+        return stored
+    return analyse_run(run_dir, model=model, progress=progress)
+
+
+# -- the analysis -----------------------------------------------------------
+
+@torch.no_grad()
+def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "", progress: Progress | None = None) -> LatentAnalysis:
+    """Posterior means of every segment of `files`, their PCA, and labelled controls."""
+    from datetime import datetime, timezone
+
+    started = time.perf_counter()
+    spec, frames = model.spec, model.frames
+    total = len(files) + 1
+    latents, feats, owners, names = [], [], [], []
+    for index, path in enumerate(files):
+        wave = torch.from_numpy(load_mono(path, spec.sample_rate))
+        segments = _segments(log_mel(wave, spec), frames, spec)  # (n, n_mels, frames), log-mel
+        mu = torch.cat([model.model.encode(model.stats.normalise(chunk).to(model.device))[0].float().cpu()
+                        for chunk in segments.split(ENCODE_BATCH)])
+        latents.append(mu.double())
+        feats.append(segment_features(segments, spec))
+        owners += [index] * len(mu)
+        names.append(Path(path).name)
+        if progress:
+            progress(index + 1, total)
+
+    z = torch.cat(latents)  # (segments, latent)
+    features = {k: torch.cat([f[k] for f in feats]) for k in FEATURES}
+    owners_t = torch.tensor(owners)
+    mean = z.mean(dim=0)
+    basis, basis_std, explained = _pca(z - mean)
+    controls = _label_controls(z - mean, basis, basis_std, explained, features)
+    file_latents = {name: tuple(z[owners_t == i].mean(dim=0).tolist()) for i, name in enumerate(names)}
+    summary = {k: {"unit": FEATURE_UNITS[k], "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+               for k, v in features.items()}
+    if progress:
+        progress(total, total)
+    analysis = LatentAnalysis(
+        run_id=run_id, checkpoint_epoch=model.epoch, latent_dim=int(z.shape[1]), segment_frames=frames,
+        segment_count=int(z.shape[0]), file_count=len(files), mean=tuple(mean.tolist()),
+        basis=tuple(tuple(row) for row in basis.tolist()), basis_std=tuple(basis_std.tolist()),
+        controls=tuple(controls), file_latents=file_latents, features=summary,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds=time.perf_counter() - started,
+    )
+    # Exactly what analysis.json will hold: generation gives the same samples from either.
+    return LatentAnalysis.from_dict(_rounded(analysis.to_dict()))
+
+
+def _segments(mel: torch.Tensor, frames: int, spec: MelSpec) -> torch.Tensor:
+    """(n_mels, T) log-mel -> (n, n_mels, frames) windows at a hop of frames // 2, the last
+    one flush with the end; a sound shorter than a segment is padded with silence (as in training)."""
+    total = mel.shape[1]
+    if total < frames:
+        pad = torch.full((mel.shape[0], frames - total), math.log(spec.log_floor))
+        return torch.cat([mel, pad], dim=1).unsqueeze(0)
+    hop = max(1, frames // 2)
+    starts = list(range(0, total - frames + 1, hop))
+    if starts[-1] != total - frames:
+        starts.append(total - frames)
+    return torch.stack([mel[:, s:s + frames] for s in starts])
+
+
+def _pca(centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(components (rank, d), score std (rank,), explained share (rank,)), variance first."""
+    n = centred.shape[0]
+    if n < 2:
+        d = centred.shape[1]
+        return torch.zeros(0, d, dtype=centred.dtype), torch.zeros(0, dtype=centred.dtype), torch.zeros(0, dtype=centred.dtype)
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    variance = s.square() / (n - 1)
+    keep = variance > variance.sum() * 1e-9  # drop numerically empty directions
+    explained = variance / variance.sum().clamp(min=1e-30)
+    return vh[keep], variance[keep].sqrt(), explained[keep]
+
+
+def _label_controls(centred, basis, basis_std, explained, features) -> list[Control]:
+    count = int((explained >= MIN_EXPLAINED).sum())
+    count = min(max(count, MIN_CONTROLS), MAX_CONTROLS, len(explained))
+    if count == 0:
+        return []
+    scores = centred @ basis[:count].T  # (segments, count)
+    transformed = {k: _perceptual(k, v) for k, v in features.items()}
+    r = torch.stack([torch.stack([_pearson(scores[:, c], transformed[k]) for k in FEATURES]) for c in range(count)])
+
+    # Strongest (component, feature) pairs first; each component and each feature used once.
+    assigned: dict[int, str] = {}
+    pairs = sorted(((abs(float(r[c, f])), c, f) for c in range(count) for f in range(len(FEATURES))), reverse=True)
+    used = set()
+    for strength, c, f in pairs:
+        if strength < MIN_LABEL_CORRELATION:
+            break
+        if c in assigned or f in used:
+            continue
+        assigned[c] = FEATURES[f]
+        used.add(f)
+
+    controls, textures = [], 0
+    for c in range(count):
+        direction = basis[c]
+        feature = assigned.get(c)
+        if feature is not None:
+            sign = 1.0 if float(r[c, FEATURES.index(feature)]) >= 0 else -1.0
+        else:  # no feature: a fixed convention so the direction is the same on every machine
+            sign = 1.0 if float(direction[direction.abs().argmax()]) >= 0 else -1.0
+            textures += 1
+        direction = direction * sign
+        std = float(basis_std[c])
+        signed_scores = scores[:, c] * sign
+        correlation = float(_pearson(signed_scores, transformed[feature])) if feature else 0.0
+        per_std = None
+        if feature:
+            slope = _slope(signed_scores / max(std, 1e-12), features[feature])
+            per_std = float(slope)
+        controls.append(Control(
+            label=feature or f"texture {textures}", feature=feature, component=c, explained=float(explained[c]),
+            correlation=correlation, std=std, feature_per_std=per_std, direction=tuple(direction.tolist()),
+        ))
+    return controls
+
+
+def _perceptual(name: str, values: torch.Tensor) -> torch.Tensor:
+    """Correlate on a perceptual scale: octaves for frequencies, dB for flatness."""
+    if name in ("brightness", "pitch"):
+        return torch.log2(values.clamp(min=1.0))
+    if name == "noisiness":
+        return 10 * torch.log10(values.clamp(min=1e-6))
+    if name == "attack":
+        return torch.log1p(values.clamp(min=0.0))
+    return values
+
+
+def _pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x = x.double() - x.double().mean()
+    y = y.double() - y.double().mean()
+    denom = (x.square().sum() * y.square().sum()).sqrt()
+    return (x * y).sum() / denom if float(denom) > 0 else torch.zeros((), dtype=torch.float64)
+
+
+def _slope(x: torch.Tensor, y: torch.Tensor) -> float:
+    x = x.double() - x.double().mean()
+    denom = float(x.square().sum())
+    return float((x * (y.double() - y.double().mean())).sum()) / denom if denom > 0 else 0.0
+
+
+# -- audio features from log-mel ------------------------------------------
+
+_band_cache: dict = {}
+
+
+def mel_bands(spec: MelSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(centre frequency in Hz, energy weight) of every mel band.
+
+    With Slaney (area) normalisation a band's value is a power density; times
+    its weight (1 / the triangle's peak) it is the band's share of the power,
+    and the shares of all bands sum to the STFT power between f_min and f_max."""
+    bands = _band_cache.get(spec)
+    if bands is None:
+        import torchaudio.transforms as T
+
+        fb = T.MelScale(n_mels=spec.n_mels, sample_rate=spec.sample_rate, f_min=spec.f_min, f_max=spec.f_max,
+                        n_stft=spec.n_stft, norm="slaney", mel_scale="slaney").fb.double()  # (n_stft, n_mels)
+        freqs = torch.linspace(0, spec.sample_rate / 2, spec.n_stft, dtype=torch.float64)
+        area = fb.sum(dim=0).clamp(min=1e-12)
+        centres = (fb * freqs[:, None]).sum(dim=0) / area
+        weights = 1.0 / fb.amax(dim=0).clamp(min=1e-12)
+        bands = _band_cache[spec] = (centres, weights)
+    return bands
+
+
+def segment_features(log_mels: torch.Tensor, spec: MelSpec) -> dict[str, torch.Tensor]:
+    """Audio features of each (n_mels, frames) log-mel segment in a batch (n, n_mels, frames)."""
+    centres, weights = mel_bands(spec)
+    lm = log_mels.double()
+    density = lm.exp()  # mel power density
+    band_energy = density * weights[None, :, None]  # (n, mels, frames)
+    frame_energy = band_energy.sum(dim=1)  # (n, frames)
+    total = frame_energy.sum(dim=1).clamp(min=1e-20)
+    frame_weight = frame_energy / total[:, None]
+
+    brightness = (band_energy * centres[None, :, None]).sum(dim=(1, 2)) / total
+    # STFT power of a full-scale-ish signal: sum over the one-sided spectrum ~ 3 N^2 / 16 * rms^2 (Hann window).
+    rms_power = frame_energy.mean(dim=1) * 16 / (3 * spec.n_fft ** 2)
+    loudness = 10 * torch.log10(rms_power.clamp(min=1e-12))
+    flatness_per_frame = lm.mean(dim=1).exp() / density.mean(dim=1).clamp(min=1e-20)
+    noisiness = (flatness_per_frame * frame_weight).sum(dim=1)
+    peak_octave = torch.log2(centres[density.argmax(dim=1)].clamp(min=1.0))  # (n, frames)
+    pitch = torch.exp2((peak_octave * frame_weight).sum(dim=1))
+    rise_db = (lm[:, :, 1:] - lm[:, :, :-1]).clamp(min=0).mean(dim=1) * (10 / math.log(10))  # (n, frames - 1)
+    seconds = log_mels.shape[-1] * spec.hop_length / spec.sample_rate
+    attack = rise_db.sum(dim=1) / seconds
+    return {"brightness": brightness, "loudness": loudness, "noisiness": noisiness, "pitch": pitch, "attack": attack}
+
+
+def _rounded(value, digits: int = 7):
+    """Floats to `digits` significant digits: analysis.json stays small and readable."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value

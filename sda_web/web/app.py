@@ -1,0 +1,89 @@
+"""The Starlette application: routes per tab, one live hub, one training runner.
+
+    app = create_app("./sda-data", root_path="/sda")
+
+Nothing here imports torch: the runner imports it in its own thread when the
+first run starts, so the server answers its first request at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Router
+from starlette.staticfiles import StaticFiles
+
+from ..storage import resolve_data_dir
+from . import routes_data, routes_pages, routes_train
+from .hub import LiveHub
+from .imports import ImportJobs
+from .common import not_found
+from .templating import STATIC_DIR, make_templates, normalise_root_path
+
+
+def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None) -> Starlette:
+    """Build the app for `data_dir` (else $SDA_DATA_DIR, else ./sda-data).
+
+    `root_path` is the prefix a reverse proxy serves the app under ("/sda");
+    pass the same value to uvicorn (serve() does). `runner` replaces the
+    TrainingRunner (tests use a scripted one)."""
+    data_dir = resolve_data_dir(data_dir)
+    root_path = normalise_root_path(root_path)
+
+    routes = [
+        *routes_pages.routes,
+        *routes_data.routes,
+        *routes_train.routes,
+        Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    templates = make_templates(Router(routes=routes), root_path)
+    hub = LiveHub(templates.env)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        app.state.start_lock = asyncio.Lock()
+        await hub.start()
+        try:
+            yield
+        finally:
+            active = app.state.runner
+            if active is not None and active.is_running:
+                active.cancel()  # checkpoint at the next step; the run can resume later
+                await asyncio.to_thread(active.wait, 30)
+            await app.state.imports.wait_all()
+            await hub.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found},
+                    middleware=[Middleware(PrefixTolerant, root_path=root_path)] if root_path else [])
+    app.state.data_dir = data_dir
+    app.state.root_path = root_path
+    app.state.templates = templates
+    app.state.hub = hub
+    app.state.runner = runner
+    app.state.imports = ImportJobs()
+    app.state.tasks = set()
+    hub.on_finished(lambda view: routes_train.after_run(app, view))
+    return app
+
+
+class PrefixTolerant:
+    """Serve under `root_path` whether or not the reverse proxy strips the prefix.
+
+    uvicorn's --root-path assumes the proxy strips it (/sda/train arrives as
+    /train); a proxy that forwards /sda/train unchanged, or a browser talking
+    to the server directly, would otherwise get 404s."""
+
+    def __init__(self, app, root_path: str):
+        self.app, self.root_path = app, root_path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            given, path = scope.get("root_path", ""), scope["path"]
+            rest = path[len(given):] if given and path.startswith(given) else path
+            if rest == self.root_path or rest.startswith(self.root_path + "/"):
+                rest = rest[len(self.root_path):] or "/"
+            scope = {**scope, "root_path": self.root_path, "path": self.root_path + rest}
+        await self.app(scope, receive, send)

@@ -1,0 +1,110 @@
+"""The Train tab's settings form: defaults from a preset, parsing, validation.
+
+A ConfigForm carries the raw strings (to re-display exactly what was typed),
+one message per bad field, and the TrainingConfig when everything is valid.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..training.config import ConfigError, OverfittingPreset, TrainingConfig, get_adaptive_config
+from .templating import fmt_number
+
+PRESETS = (
+    (OverfittingPreset.CONSERVATIVE.value, "Conservative"),
+    (OverfittingPreset.BALANCED.value, "Balanced"),
+    (OverfittingPreset.AGGRESSIVE.value, "Aggressive"),
+)
+DEFAULT_PRESET = OverfittingPreset.BALANCED.value
+ADVANCED = ("dropout", "weight_decay", "kl_weight_max")
+
+# name: (label, kind, low, high). Bounds are inclusive.
+FIELDS = {
+    "epochs": ("Max epochs", int, 1, 10_000),
+    "learning_rate": ("Learning rate", float, 1e-7, 0.1),
+    "dropout": ("Dropout", float, 0.0, 0.5),
+    "weight_decay": ("Weight decay", float, 0.0, 0.01),
+    "kl_weight_max": ("KL weight max", float, 0.0, 1.0),
+}
+
+
+@dataclass
+class ConfigForm:
+    values: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    config: TrainingConfig | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+    @property
+    def advanced_error(self) -> bool:
+        return any(name in self.errors for name in ADVANCED)
+
+
+def preset_values(file_count: int, preset: str) -> dict[str, str]:
+    """The form's values for `preset` on a dataset of `file_count` files."""
+    cfg = get_adaptive_config(max(1, file_count), preset)
+    return {
+        "preset": cfg.preset,
+        "epochs": str(cfg.epochs),
+        "learning_rate": fmt_number(cfg.learning_rate),
+        "dropout": fmt_number(cfg.dropout),
+        "weight_decay": fmt_number(cfg.weight_decay),
+        "kl_weight_max": fmt_number(cfg.kl_weight_max),
+    }
+
+
+def default_form(file_count: int, preset: str | None = None) -> ConfigForm:
+    try:
+        preset = OverfittingPreset.parse(preset or DEFAULT_PRESET).value
+    except ConfigError:
+        preset = DEFAULT_PRESET
+    return ConfigForm(values=preset_values(file_count, preset))
+
+
+def parse_config_form(data: Mapping[str, str], file_count: int) -> ConfigForm:
+    """Validate a submitted form; on success `.config` is ready for the runner."""
+    raw = {name: str(data.get(name, "") or "").strip() for name in ("preset", *FIELDS)}
+    form = ConfigForm(values=raw)
+    try:
+        preset = OverfittingPreset.parse(raw["preset"] or DEFAULT_PRESET)
+    except ConfigError as exc:
+        form.errors["preset"] = str(exc)
+        return form
+    form.values["preset"] = preset.value
+
+    parsed: dict[str, float | int] = {}
+    for name, (label, kind, low, high) in FIELDS.items():
+        text = raw[name]
+        if not text:
+            form.errors[name] = f"{label} is required."
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            form.errors[name] = f"{label} must be a number, like {fmt_number(high)}."
+            continue
+        if not math.isfinite(value):
+            form.errors[name] = f"{label} must be a finite number."
+            continue
+        if kind is int:
+            if value != int(value):
+                form.errors[name] = f"{label} must be a whole number."
+                continue
+            value = int(value)
+        if not low <= value <= high:
+            form.errors[name] = f"{label} must be between {fmt_number(low)} and {fmt_number(high)}."
+            continue
+        parsed[name] = value
+    if form.errors:
+        return form
+
+    try:
+        form.config = get_adaptive_config(max(1, file_count), preset).with_overrides(**parsed)
+    except ConfigError as exc:
+        form.errors["form"] = str(exc)
+    return form
