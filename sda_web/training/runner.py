@@ -232,6 +232,12 @@ def _describe(exc: BaseException) -> str:
     return f"Training failed unexpectedly: {type(exc).__name__}{': ' + text if text else ''}."
 
 
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files of writes cut short by a kill -9; the real files are intact."""
+    for path in run_dir.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
 def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
     """The body of a run, on the training thread."""
     import torch
@@ -249,6 +255,7 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
         torch.set_num_threads(torch_threads())
     run_dir = session.run_dir
     features_path = run_dir / "features.json"
+    _remove_stale_temp_files(run_dir)
 
     payload = None
     if session.resume:

@@ -1,0 +1,137 @@
+"""Faults: kill -9 mid-run, kill during a checkpoint write, a disk that fills up."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from sda_web.datasets import import_folder
+from sda_web.training import (
+    EpochMetrics, TrainingCompleteEvent, TrainingRunner, get_adaptive_config, get_latest_checkpoint, list_runs,
+    load_history, load_run,
+)
+from sda_web.training.checkpoints import load_checkpoint
+
+
+def finished(event):
+    return isinstance(event, TrainingCompleteEvent)
+
+
+def small_config(**overrides):
+    base = dict(epochs=40, width=32, latent_dim=16, batch_size=4, checkpoint_every=1, preview_every=20)
+    base.update(overrides)
+    return get_adaptive_config(6).with_overrides(**base)
+
+
+def test_kill_9_mid_run_shows_interrupted_and_resumes_with_history(tmp_path, tone_folder, event_log):
+    data = tmp_path / "data"
+    env = {**os.environ, "SDA_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "sda_web.cli", "train", str(tone_folder), "--epochs", "400",
+                             "--data-dir", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            runs = list_runs(data)
+            if runs and runs[0].epochs_done >= 3:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run never checkpointed 3 epochs")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    run = list_runs(data)[0]
+    assert run.status == "interrupted" and run.has_checkpoint  # run.json said "running"; nobody owns it now
+    stale = run.run_dir / "checkpoints" / ".latest.pt.abc.tmp"  # what a kill in mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    saved = load_checkpoint(get_latest_checkpoint(run.run_dir))
+    saved_epoch = saved["epoch"]
+    assert saved_epoch >= 3
+
+    # The web app offers Resume Training for it.
+    from starlette.testclient import TestClient
+
+    from sda_web.web.app import create_app
+
+    with TestClient(create_app(data)) as client:
+        page = client.get("/train").text
+        assert "interrupted" in page.lower() and "Resume" in page
+
+    runner = TrainingRunner(data)
+    runner.resume(run.run_id, event_log, epochs=saved_epoch + 2)
+    done = event_log.wait_for(finished)
+    assert done.outcome == "completed", done.error
+    history = load_history(run.run_dir)
+    assert [m.epoch for m in history] == list(range(1, saved_epoch + 3))
+    assert [m.to_dict() for m in history[:saved_epoch]] == saved["history"]
+    assert event_log.of(EpochMetrics)[0].epoch == saved_epoch + 1
+    assert not stale.exists()
+
+
+WRITER = textwrap.dedent("""
+    import sys, torch
+    from pathlib import Path
+    from sda_web.training.checkpoints import save_checkpoint
+    path = Path(sys.argv[1])
+    big = torch.randn(2_000_000)
+    n = 0
+    print("ready", flush=True)
+    while True:
+        n += 1
+        w = big + n
+        save_checkpoint(path, {"model": {"w": w}, "epoch": n, "sum": float(w.double().sum())})
+""")
+
+
+def test_kill_during_checkpoint_writes_never_leaves_a_broken_checkpoint(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    path = tmp_path / "checkpoints" / "latest.pt"
+    last_epoch = 0
+    for delay in (0.05, 0.13, 0.3, 0.55, 0.21):
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if path.exists():
+            payload = load_checkpoint(path)  # never raises: the file is always a whole checkpoint
+            assert float(payload["model"]["w"].double().sum()) == payload["sum"]  # and never a mix of two writes
+            last_epoch = max(last_epoch, payload["epoch"])
+    assert last_epoch >= 1, "no checkpoint was ever completed; the test did not exercise anything"
+
+
+def test_disk_full_fails_clearly_and_keeps_what_was_saved(data_dir, tone_folder, event_log, monkeypatch):
+    import_folder(data_dir, tone_folder, name="tones")
+    real_fsync = os.fsync
+    writes = {"n": 0}
+
+    def fsync_until_full(fd):
+        writes["n"] += 1
+        if writes["n"] > 12:  # a few epochs of checkpoints, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_until_full)
+    runner = TrainingRunner(data_dir)
+    run_id = runner.start("tones", small_config(), event_log)
+    done = event_log.wait_for(finished)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+
+    assert done.outcome == "failed"
+    assert "No space left on device" in done.error and "disk space" in done.error
+    info = load_run(data_dir, run_id)
+    payload = load_checkpoint(get_latest_checkpoint(info.run_dir))
+    assert 1 <= payload["epoch"] < 40
+    assert [m["epoch"] for m in payload["history"]] == list(range(1, payload["epoch"] + 1))
+    leftovers = [p.name for p in info.run_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+    # And the run resumes from what was saved once there is space again.
+    again = type(event_log)()
+    runner.resume(run_id, again, epochs=payload["epoch"] + 1)
+    assert again.wait_for(finished).outcome == "completed"
