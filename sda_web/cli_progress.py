@@ -66,6 +66,9 @@ def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, 
         try:
             event = events.get(timeout=0.2)
         except queue.Empty:
+            if runner.wait(0) and events.empty():  # the thread is gone without a final event
+                print("\nTraining stopped without a final report; check the run folder.", file=out)
+                return 1
             continue
         if isinstance(event, RunStarted):
             total = event.total_epochs

@@ -5,7 +5,7 @@ import pytest
 from sda_web.training.config import (
     MAX_PREVIEWS, ConfigError, OverfittingPreset, TrainingConfig, get_adaptive_config,
 )
-from sda_web.training.schedule import LRPlan, kl_weight_at
+from sda_web.training.schedule import LRPlan, kl_ramp_epochs, kl_weight_at
 
 
 @pytest.mark.parametrize("files", [1, 5, 10, 11, 50, 51, 200, 201, 500])
@@ -80,6 +80,13 @@ def test_lr_warms_up_decays_and_never_climbs_when_extended():
 
 
 def test_kl_weight_anneals_to_its_max():
-    weights = [kl_weight_at(e, 100, 0.2, 0.3) for e in range(100)]
+    ramp = kl_ramp_epochs(100, 0.3)
+    weights = [kl_weight_at(e, ramp, 0.2) for e in range(100)]
     assert weights[0] < 0.02 and weights[-1] == pytest.approx(0.2)
     assert all(b >= a for a, b in zip(weights, weights[1:]))
+
+
+def test_resuming_during_warm_up_still_reaches_the_base_lr():
+    plan = LRPlan.new(1e-3, 100)  # 5 warm-up epochs
+    extended = plan.extended_to(400, current_epoch=2)
+    assert max(extended.lr_at(e) for e in range(2, 400)) == pytest.approx(1e-3)

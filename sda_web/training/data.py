@@ -39,10 +39,16 @@ def segment_frames(spec: MelSpec, seconds: float) -> int:
     return max(factor, math.ceil(raw / factor) * factor)
 
 
-def compute_log_mels(paths: list[Path], spec: MelSpec) -> list[torch.Tensor]:
-    """(n_mels, frames) log-mel of each file, on the CPU."""
+class FeaturesCancelled(Exception):
+    """A cancel arrived while the features were being computed."""
+
+
+def compute_log_mels(paths: list[Path], spec: MelSpec, should_stop=None) -> list[torch.Tensor]:
+    """(n_mels, frames) log-mel of each file, on the CPU. Checks `should_stop` per file."""
     mels = []
     for path in paths:
+        if should_stop is not None and should_stop():
+            raise FeaturesCancelled()
         wave = torch.from_numpy(load_mono(path, spec.sample_rate))
         mels.append(log_mel(wave, spec))
     return mels

@@ -32,6 +32,16 @@ class RunnerBusy(RuntimeError):
     """A run is already active on this runner."""
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def torch_threads() -> int:
     """Threads for torch on the CPU: half the cores (at least 1, at most 8).
 
@@ -139,7 +149,12 @@ class TrainingRunner:
                 f"raise max epochs above {info.epochs_done} to continue it."
             )
         record = read_json(info.run_dir / "run.json")
-        audio_dir = self.data_dir / "datasets" / info.dataset / "audio"
+        other_pid = record.get("pid")
+        if info.status == "interrupted" and isinstance(other_pid, int) and other_pid != os.getpid() and _pid_alive(other_pid):
+            raise RunError(f"Run {run_id!r} is being trained by another process (pid {other_pid}); stop that one first.")
+        from ..datasets import dataset_dir
+
+        audio_dir = dataset_dir(self.data_dir, info.dataset) / "audio"
         train = [audio_dir / n for n in record.get("train_files", []) if (audio_dir / n).is_file()]
         val = [audio_dir / n for n in record.get("val_files", []) if (audio_dir / n).is_file()]
         if not train:
@@ -179,17 +194,21 @@ class TrainingRunner:
         self._thread.start()
 
     def _run(self, session: _Session) -> None:
+        from .data import FeaturesCancelled
+
         outcome = _Outcome(session.config.epochs)
         try:
             _train(session, self._stop, outcome)
+        except FeaturesCancelled:
+            outcome.outcome = "cancelled"
         except BaseException as exc:  # nothing vanishes: every failure becomes an event
             outcome.outcome = "failed"
             outcome.error = _describe(exc)
         finally:
-            try:
-                write_run_record(session.run_dir, status=outcome.outcome, epochs_done=outcome.epochs_done,
+            try:  # run.json counts the epochs a resume would start from: those in the latest checkpoint
+                write_run_record(session.run_dir, status=outcome.outcome, epochs_done=outcome.checkpoint_epoch,
                                  best_val_loss=outcome.best_val, error=outcome.error, updated=now_iso())
-            except OSError as exc:
+            except Exception as exc:
                 outcome.outcome, outcome.error = "failed", outcome.error or _describe(exc)
             mark_live(session.run_id, False)
             self._active_run = None  # idle before the last event: a listener may start the next run
@@ -204,6 +223,7 @@ class _Outcome:
     total: int
     outcome: str = "completed"
     epochs_done: int = 0
+    checkpoint_epoch: int = 0
     best_val: float | None = None
     checkpoint: str | None = None
     error: str | None = None
@@ -238,6 +258,15 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _remove_previews_after(run_dir: Path, epoch: int) -> None:
+    from .runs import list_previews
+
+    for preview in list_previews(run_dir):
+        if preview.epoch > epoch:
+            Path(preview.audio_path).unlink(missing_ok=True)
+            Path(preview.prior_path).unlink(missing_ok=True)
+
+
 def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
     """The body of a run, on the training thread."""
     import torch
@@ -251,11 +280,11 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
 
     cfg = session.config
     device = resolve_device(session.device_name)
-    if device.type == "cpu":
-        torch.set_num_threads(torch_threads())
+    torch.set_num_threads(torch_threads())  # also on a GPU: previews run Griffin-Lim on the CPU
     run_dir = session.run_dir
     features_path = run_dir / "features.json"
     _remove_stale_temp_files(run_dir)
+    stop_requested = stop.is_set
 
     payload = None
     if session.resume:
@@ -263,16 +292,16 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
         payload = ckpt.load_checkpoint(latest, map_location=device)  # latest, never best
         spec = MelSpec.from_dict(payload["mel_spec"])
         stats = FeatureStats(**payload["feature_stats"])
-        train_mels = compute_log_mels(session.train_files, spec)
+        train_mels = compute_log_mels(session.train_files, spec, stop_requested)
     else:
         spec = MelSpec()
-        train_mels = compute_log_mels(session.train_files, spec)
+        train_mels = compute_log_mels(session.train_files, spec, stop_requested)
         stats = feature_stats(train_mels)
     frames = segment_frames(spec, cfg.segment_seconds)
     atomic_write_json(features_path, {"mel_spec": spec.to_dict(), "feature_stats": stats.__dict__, "segment_frames": frames})
 
     train_bank = SegmentBank(train_mels, stats, spec, frames, device)
-    val_bank = SegmentBank(compute_log_mels(session.val_files, spec), stats, spec, frames, device) if session.val_files else None
+    val_bank = SegmentBank(compute_log_mels(session.val_files, spec, stop_requested), stats, spec, frames, device) if session.val_files else None
     shape = ModelShape(n_mels=spec.n_mels, frames=frames, latent_dim=cfg.latent_dim, width=cfg.width, dropout=cfg.dropout)
     trainer = Trainer(cfg, shape, train_bank, val_bank, stats.std, device)
 
@@ -284,7 +313,8 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
         history = [EpochMetrics(**row) for row in payload["history"]][:epochs_done]
         elapsed_before = float(payload.get("elapsed_s", 0.0))
         best_val = payload.get("best_val_loss")
-    outcome.epochs_done, outcome.best_val = epochs_done, best_val
+        _remove_previews_after(run_dir, epochs_done)  # written after the checkpoint by a run that died
+    outcome.epochs_done, outcome.checkpoint_epoch, outcome.best_val = epochs_done, epochs_done, best_val
     save_history(run_dir, history)
 
     preview_bank = val_bank or train_bank
@@ -312,6 +342,7 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
         save_history(run_dir, history)
         write_run_record(run_dir, epochs_done=epoch, best_val_loss=best_val, updated=now_iso())
         outcome.checkpoint = str(ckpt.checkpoint_dir(run_dir) / ckpt.LATEST)
+        outcome.checkpoint_epoch = epoch
 
     _emit(session.callback, RunStarted(session.run_id, session.dataset, cfg.epochs, epochs_done,
                                        len(session.train_files), len(session.val_files), str(device)))
@@ -319,6 +350,7 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
     steps = trainer.steps_per_epoch
     last_saved_epoch = epochs_done
     epoch_walls: list[float] = []
+    cancelled_mid_epoch = False
 
     for epoch_index in range(epochs_done, cfg.epochs):
         epoch = epoch_index + 1
@@ -333,7 +365,8 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
                 _emit(session.callback, StepProgress(epoch, step, steps))
 
         result = trainer.train_epoch(epoch_index, on_step, stop.is_set)
-        if result is None:  # cancelled mid-epoch: the partial epoch is not recorded
+        if result is None:  # cancelled mid-epoch: its steps stay in the weights, the epoch re-runs on resume
+            cancelled_mid_epoch = True
             break
         val = trainer.validate()
         score = val.loss if val is not None else result.loss
@@ -379,5 +412,5 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
     if epochs_done < cfg.epochs:
         outcome.outcome = "cancelled"
     already_saved = epochs_done == last_saved_epoch and ckpt.get_latest_checkpoint(run_dir) is not None
-    if not already_saved or best_state is not None:
+    if cancelled_mid_epoch or not already_saved or best_state is not None:
         write_checkpoints(epochs_done, elapsed_before + (time.perf_counter() - session_started))

@@ -87,21 +87,25 @@ def load_run(data_dir: Path, run_id: str) -> RunInfo:
         raise RunError(f"There is no run called {run_id!r}.") from None
     except (OSError, ValueError):
         raise RunError(f"The record of run {run_id!r} is unreadable.") from None
-    status = record.get("status", "interrupted")
-    if status == "running" and run_id not in _LIVE_RUNS:
-        status = "interrupted"
-    return RunInfo(
-        run_id=run_id,
-        dataset=str(record.get("dataset", "")),
-        status=status,
-        created=str(record.get("created", "")),
-        epochs_done=int(record.get("epochs_done", 0)),
-        total_epochs=int(record.get("total_epochs", 0)),
-        best_val_loss=record.get("best_val_loss"),
-        has_checkpoint=(run_dir / "checkpoints" / "latest.pt").exists(),
-        run_dir=run_dir,
-        error=record.get("error"),
-    )
+    try:
+        status = str(record.get("status", "interrupted"))
+        if status == "running" and run_id not in _LIVE_RUNS:
+            status = "interrupted"
+        best = record.get("best_val_loss")
+        return RunInfo(
+            run_id=run_id,
+            dataset=str(record.get("dataset", "")),
+            status=status if status in RUN_STATUSES else "interrupted",
+            created=str(record.get("created", "")),
+            epochs_done=int(record.get("epochs_done", 0)),
+            total_epochs=int(record.get("total_epochs", 0)),
+            best_val_loss=float(best) if best is not None else None,
+            has_checkpoint=(run_dir / "checkpoints" / "latest.pt").exists(),
+            run_dir=run_dir,
+            error=record.get("error"),
+        )
+    except (AttributeError, TypeError, ValueError):
+        raise RunError(f"The record of run {run_id!r} is unreadable.") from None
 
 
 def list_runs(data_dir: Path, dataset: str | None = None) -> list[RunInfo]:

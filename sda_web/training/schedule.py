@@ -40,14 +40,21 @@ class LRPlan:
         """The plan for a run resumed at `current_epoch` with a new total."""
         if total_epochs == self.total_epochs:
             return self
+        if current_epoch <= self.decay_from_epoch:  # still warming up: the cosine has not begun
+            return replace(self, total_epochs=total_epochs)
         return replace(self, decay_from_epoch=current_epoch, decay_from_lr=self.lr_at(current_epoch),
-                       total_epochs=total_epochs, warmup_epochs=min(self.warmup_epochs, current_epoch))
+                       total_epochs=total_epochs)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def kl_weight_at(epoch_index: int, total_epochs: int, kl_weight_max: float, warmup_fraction: float) -> float:
-    """KL weight ramps linearly from ~0 to kl_weight_max over the first share of epochs."""
-    ramp = max(1, round(total_epochs * warmup_fraction))
-    return kl_weight_max * min(1.0, (epoch_index + 1) / ramp)
+def kl_ramp_epochs(total_epochs: int, warmup_fraction: float) -> int:
+    """Epochs over which the KL weight ramps up; fixed when a run starts, so
+    raising max epochs on resume never lowers a KL weight already reached."""
+    return max(1, round(total_epochs * warmup_fraction))
+
+
+def kl_weight_at(epoch_index: int, ramp_epochs: int, kl_weight_max: float) -> float:
+    """KL weight ramps linearly from ~0 to kl_weight_max over `ramp_epochs`."""
+    return kl_weight_max * min(1.0, (epoch_index + 1) / ramp_epochs)

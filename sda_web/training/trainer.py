@@ -15,7 +15,7 @@ import torch
 from ..model import ConvVAE, ModelShape, vae_loss
 from .config import TrainingConfig
 from .data import SegmentBank, augment
-from .schedule import LRPlan, kl_weight_at
+from .schedule import LRPlan, kl_ramp_epochs, kl_weight_at
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,6 +44,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.plan = LRPlan.new(config.learning_rate, config.epochs)
+        self.kl_ramp = kl_ramp_epochs(config.epochs, config.kl_warmup_fraction)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.val_positions = val_bank.fixed_positions() if val_bank is not None else None
 
@@ -58,7 +59,7 @@ class Trainer:
         lr = self.plan.lr_at(epoch_index)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        kl_weight = kl_weight_at(epoch_index, self.plan.total_epochs, cfg.kl_weight_max, cfg.kl_warmup_fraction)
+        kl_weight = kl_weight_at(epoch_index, self.kl_ramp, cfg.kl_weight_max)
         self.model.train()
         started = time.perf_counter()
         compute = 0.0
@@ -83,14 +84,11 @@ class Trainer:
             compute += time.perf_counter() - t0
             n = len(batch_positions)
             sums += torch.stack([loss.recon.detach(), loss.kl.detach(), loss.total.detach()]) * n
-            if not math.isfinite(float(loss.total.detach())):
-                raise TrainingDiverged(
-                    f"The loss became {float(loss.total.detach())} at epoch {epoch_index + 1}, step {step}; "
-                    "lower the learning rate and resume or start again."
-                )
             if on_step is not None:
                 on_step(step)
-        recon_mean, kl_mean, _ = (sums / len(positions)).tolist()
+        # Checked once per epoch, not per step: a per-step check would force a GPU sync every step.
+        recon_mean, kl_mean, total_mean = (sums / len(positions)).tolist()
+        _check_finite(total_mean, epoch_index)
         return EpochResult(recon_mean + cfg.kl_weight_max * kl_mean, recon_mean, kl_mean,
                            compute, time.perf_counter() - started)
 
@@ -107,6 +105,7 @@ class Trainer:
             loss = vae_loss(recon, batch, mu, logvar, 0.0, 0.0)
             sums += torch.stack([loss.recon, loss.kl]) * len(chunk)
         recon_mean, kl_mean = (sums / len(self.val_positions)).tolist()
+        _check_finite(recon_mean + kl_mean, None)
         elapsed = time.perf_counter() - started
         return EpochResult(recon_mean + self.config.kl_weight_max * kl_mean, recon_mean, kl_mean, elapsed, elapsed)
 
@@ -118,6 +117,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_plan": self.plan.to_dict(),
+            "kl_ramp_epochs": self.kl_ramp,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -126,5 +126,14 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.plan = LRPlan(**state["lr_plan"]).extended_to(total_epochs, epochs_done)
+        self.kl_ramp = int(state.get("kl_ramp_epochs", self.kl_ramp))
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+
+
+def _check_finite(value: float, epoch_index: int | None) -> None:
+    if not math.isfinite(value):
+        where = f"during epoch {epoch_index + 1}" if epoch_index is not None else "on the validation files"
+        raise TrainingDiverged(
+            f"The loss became {value} {where}; lower the learning rate and resume, or start again."
+        )
