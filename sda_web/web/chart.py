@@ -35,21 +35,10 @@ _LEFT, _RIGHT, _TOP, _BOTTOM = 58.0, 14.0, 26.0, 42.0
 _HALF_CAP = 3.5
 
 
-def chart_fragment(
-    epochs: Sequence[int],
-    train: Sequence[float | None],
-    val: Sequence[float | None],
-    *,
-    log_scale: bool = False,
-    max_points: int = DEFAULT_MAX_POINTS,
-    width: int = 720,
-    height: int = 300,
-) -> str:
-    """The chart wrapped in the div that htmx swaps by id (it cannot swap inside an svg)."""
-    svg = render_loss_chart(
-        epochs, train, val, log_scale=log_scale, max_points=max_points, width=width, height=height
-    )
-    return f'<div id="loss-chart" class="chart">{svg}</div>'
+def chart_fragment(*args, **kwargs) -> str:
+    """The chart (same arguments as render_loss_chart) wrapped in the div that
+    htmx swaps by id: it cannot swap elements inside an svg."""
+    return f'<div id="loss-chart" class="chart">{render_loss_chart(*args, **kwargs)}</div>'
 
 
 def render_loss_chart(
