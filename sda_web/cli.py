@@ -1,4 +1,4 @@
-"""`sda`: the command line. serve | train | demo-data.
+"""`sda`: the command line. serve | train | demo-data | generate | models.
 
 Heavy imports (torch, the web stack) happen inside the command that needs them.
 """
@@ -42,6 +42,11 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false",
                        help="ignore X-Forwarded-* headers (by default they are trusted from --forwarded-allow-ips)")
     serve.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxy addresses whose headers are trusted")
+    serve.add_argument("--token", default=None,
+                       help="access token every browser must present (default: $SDA_TOKEN; generated and printed "
+                            "when --host is not 127.0.0.1)")
+    serve.add_argument("--max-upload-mb", type=float, default=None, help="largest sound file to accept (default 200)")
+    serve.add_argument("--max-request-mb", type=float, default=None, help="largest upload in one go (default 2048)")
     data_dir_arg(serve)
     serve.set_defaults(handler=_cmd_serve)
 
@@ -66,6 +71,30 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     data_dir_arg(train)
     train.set_defaults(handler=_cmd_train)
+
+    generate = sub.add_parser("generate", help="make new sounds with a trained model")
+    generate.add_argument("model", help='a model name or id (see `sda models`), or "latest"')
+    generate.add_argument("--duration", type=float, default=4.0, help="seconds per sound (0.1 to 60; default 4)")
+    generate.add_argument("--seed", type=int, help="same seed and settings -> the same sounds (default: random)")
+    generate.add_argument("-n", "--variations", type=int, default=1, help="how many variations (1 to 8)")
+    generate.add_argument("--control", action="append", default=[], metavar="LABEL=VALUE",
+                          help="move a sound control, in standard deviations (-3 to 3), e.g. brightness=+1.5")
+    generate.add_argument("--variation", dest="variation_amount", type=float, default=1.0,
+                          help="how far each variation wanders from the centre (0 to 2; default 1)")
+    generate.add_argument("--blend", nargs=3, metavar=("FILE_A", "FILE_B", "AMOUNT"),
+                          help="start between two sounds of the dataset (AMOUNT 0 = FILE_A, 1 = FILE_B)")
+    generate.add_argument("--format", default="wav", help="wav | flac")
+    generate.add_argument("--bits", default="16", help="16 | 24")
+    generate.add_argument("--rate", default="model", help="model | 44100 | 48000")
+    generate.add_argument("--out", type=Path, help="write the files to this folder (default: keep them in the library)")
+    generate.add_argument("--device", default="cpu", help="cpu | auto | cuda | mps")
+    data_dir_arg(generate)
+    generate.set_defaults(handler=_cmd_generate)
+
+    models = sub.add_parser("models", help="list trained models")
+    models.add_argument("--json", action="store_true", help="print them as JSON")
+    data_dir_arg(models)
+    models.set_defaults(handler=_cmd_models)
     return parser
 
 
@@ -73,7 +102,8 @@ def _cmd_serve(args) -> int:
     from .web.serve import serve
 
     serve(host=args.host, port=args.port, data_dir=resolve_data_dir(args.data_dir), root_path=args.root_path,
-          proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips)
+          proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips, token=args.token,
+          max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb)
     return 0
 
 
@@ -134,6 +164,77 @@ def _import_progress(done: int, total: int) -> None:
 def _clear_line() -> None:
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _cmd_generate(args) -> int:
+    import random
+
+    from .generation.export import AudioFormat, write_audio
+    from .library import SoundRequest, generate_sounds, render, validate_request
+    from .library.sounds import sound_file_name
+
+    data_dir = resolve_data_dir(args.data_dir)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    blend = None
+    if args.blend:
+        file_a, file_b, amount = args.blend
+        blend = (file_a, file_b, _parse_number(amount, "--blend AMOUNT"))
+    request = SoundRequest(model=args.model, seed=seed, variations=args.variations, duration_s=args.duration,
+                           controls=_parse_controls(args.control), variation_amount=args.variation_amount, blend=blend,
+                           format=args.format, bits=args.bits, rate=args.rate)
+    model, request = validate_request(data_dir, request)  # clear errors before any model is loaded
+    print(f"Generating {request.variations} x {request.duration_s:g} s with model {model.name!r} (seed {seed}).",
+          file=sys.stderr)
+    if args.out is None:
+        for sound in generate_sounds(data_dir, request, device=args.device):
+            print(sound.audio_path)
+        return 0
+    made = render(data_dir, request, device=args.device)
+    fmt = AudioFormat.parse(request.format, request.bits, request.rate)
+    for variation, wave in made.waves.items():
+        path = args.out / sound_file_name(model.name, seed, variation, fmt)
+        print(write_audio(path, wave, made.sample_rate, fmt))
+    return 0
+
+
+def _parse_controls(items: list[str]) -> dict[str, float]:
+    controls = {}
+    for item in items:
+        label, sep, value = item.rpartition("=")
+        if not sep or not label.strip():
+            raise ValueError(f"--control needs LABEL=VALUE (e.g. brightness=+1.5), got {item!r}.")
+        controls[" ".join(label.replace("_", " ").split()).lower()] = _parse_number(value, f"--control {label}")
+    return controls
+
+
+def _parse_number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got {text!r}.") from None
+
+
+def _cmd_models(args) -> int:
+    import json
+
+    from .library import list_models
+
+    models = list_models(resolve_data_dir(args.data_dir))
+    if args.json:
+        print(json.dumps([m.to_dict() for m in models], indent=1))
+        return 0
+    if not models:
+        print("No trained models yet; train one with `sda train FOLDER`.")
+        return 0
+    rows = [("NAME", "ID", "DATASET", "EPOCHS", "BEST VAL", "STATUS", "CONTROLS")]
+    for m in models:
+        loss = f"{m.best_val_loss:.4f}" if m.best_val_loss is not None else "-"
+        rows.append((m.name, m.model_id, m.dataset, f"{m.epochs_trained}/{m.total_epochs}", loss, m.status,
+                     ", ".join(m.controls) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
 
 
 if __name__ == "__main__":

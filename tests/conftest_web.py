@@ -117,3 +117,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def require_real_part(path_or_name: str, what: str, module: str | None = None) -> str:
+    """The full path of a binary the test drives (Chromium, nginx), and its Python module if any.
+
+    Missing: skip with the reason, except under CI=true, where it is a failure
+    (.ci/run installs these; a CI that silently skips them proves nothing)."""
+    import importlib.util
+    import os
+    import shutil
+
+    import pytest
+
+    found = path_or_name if os.path.isabs(path_or_name) and os.access(path_or_name, os.X_OK) else shutil.which(path_or_name)
+    missing = None
+    if not found:
+        missing = f"{what} is not installed ({path_or_name} not found; apt-get install -y {os.path.basename(path_or_name)})"
+    elif module and importlib.util.find_spec(module) is None:
+        missing = f"the Python package {module!r} is not installed (pip install -e '.[test]')"
+    if missing:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run this test, but {missing}.")
+        pytest.skip(missing)
+    return found

@@ -68,12 +68,15 @@ def import_folder(data_dir, folder, name: str | None = None, progress: Progress 
 
 
 def import_files(
-    data_dir, name: str, files: Iterable[tuple[str, Path]], progress: Progress | None = None
+    data_dir, name: str, files: Iterable[tuple[str, Path]], progress: Progress | None = None,
+    rejected_before: Iterable[RejectedFile] = (),
 ) -> DatasetManifest:
     """Check and copy `files` ((name the user knows, path) pairs) into dataset `name`.
 
     An existing dataset keeps its files and gains the new ones; `rejected` lists
-    this import's refusals. progress(done, total) is called after each file."""
+    this import's refusals, after `rejected_before` (files the caller already
+    refused, e.g. an upload over the size limit). progress(done, total) is
+    called after each file."""
     clean = sanitize_name(name)
     files = list(files)
     if not files:
@@ -88,7 +91,7 @@ def import_files(
         kept = list(base.files)
         by_hash = {f.sha256 or _sha256_of(audio_dir / f.name): f for f in kept}
         used = {f.name.lower() for f in kept} | {p.name.lower() for p in audio_dir.iterdir()}
-        rejected: list[RejectedFile] = []
+        rejected: list[RejectedFile] = list(rejected_before)
         already_present: list[str] = []
         try:
             for done, (source_name, path) in enumerate(files, start=1):

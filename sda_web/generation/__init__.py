@@ -1,1 +1,7 @@
-"""Making sounds from a trained model. Imports torch: not on the server's start-up path."""
+"""Making sounds from a trained model.
+
+Torch-free (the web server may import them at start-up): `analysis` (a model's
+sound controls as data), `settings` (generation parameters, validated) and
+`export` (audio files, waveform SVG). The rest imports torch: `loading`,
+`controls` (the latent analysis), `synth` (generation), `inverse` (mel -> audio).
+"""

@@ -2,7 +2,8 @@
 own material, named after the audio feature each one moves.
 
 After training, every file of the run's dataset is cut into segments of the
-model's length (hop: half a segment) and encoded to its posterior mean. PCA of
+model's length (hop: half a segment; at most 32 per file, evenly spaced) and
+encoded to its posterior mean. PCA of
 those means gives the directions along which the dataset actually varies; the
 components that explain a meaningful share of the variance (>= 5%, at least 2,
 at most 8) become sliders. Each is labelled by the audio feature its scores
@@ -26,131 +27,27 @@ folder next to the checkpoints it was computed from.
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from ..audio.features import MelSpec, log_mel
-from ..audio.io import load_mono
-from ..storage import atomic_write_json, read_json
+from ..audio.io import AudioRejected, load_mono
+from ..storage import read_json
+from .analysis import FEATURE_UNITS, FEATURES, AnalysisError, Control, LatentAnalysis, load_analysis, save_analysis
 from .loading import TrainedModel, load_trained_model
 
-log = logging.getLogger(__name__)
-
-ANALYSIS_FILE = "analysis.json"
-ANALYSIS_VERSION = 1
-FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack")
-FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s"}
 MIN_EXPLAINED = 0.05  # a component must explain at least this share of the variance...
 MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
 MIN_LABEL_CORRELATION = 0.3  # below this |r| a component is "texture N", not a named feature
-SLIDER_RANGE = 3.0  # sliders span +-3 standard deviations of the component's scores
 ENCODE_BATCH = 64
+MAX_SEGMENTS_PER_FILE = 32  # evenly spaced: a 10-minute file does not outweigh (or outlast) the rest
 
 Progress = Callable[[int, int], None]
-
-
-class AnalysisError(ValueError):
-    """The latent analysis cannot be made or read; the message says why."""
-
-
-@dataclass(frozen=True)
-class Control:
-    """One slider: a signed unit direction in latent space, in std units of its scores."""
-    label: str  # "brightness", ..., or "texture 1"
-    feature: str | None  # the feature it was named after (None for texture)
-    component: int  # PCA component index (0 = most variance)
-    explained: float  # share of the latent variance along it
-    correlation: float  # Pearson r of the (sign-corrected) score with the feature; >= 0 when named
-    std: float  # standard deviation of the dataset's scores along it
-    feature_per_std: float | None  # change of the feature (in its unit) per +1 on the slider
-    direction: tuple[float, ...]  # unit vector, latent_dim long
-    minimum: float = -SLIDER_RANGE
-    maximum: float = SLIDER_RANGE
-
-    @property
-    def unit(self) -> str | None:
-        return FEATURE_UNITS.get(self.feature or "")
-
-
-@dataclass(frozen=True)
-class LatentAnalysis:
-    run_id: str
-    checkpoint_epoch: int
-    latent_dim: int
-    segment_frames: int
-    segment_count: int
-    file_count: int
-    mean: tuple[float, ...]  # dataset mean of the posterior means: where every slider is 0
-    basis: tuple[tuple[float, ...], ...]  # all PCA components with non-zero variance (rank x latent_dim)
-    basis_std: tuple[float, ...]  # std of the scores along each of them
-    controls: tuple[Control, ...]
-    file_latents: dict[str, tuple[float, ...]]  # per dataset file: mean latent of its segments (for blends)
-    features: dict[str, dict] = field(default_factory=dict)  # per feature: unit, mean, min, max over segments
-    created: str = ""
-    seconds: float = 0.0  # how long the analysis took
-
-    @property
-    def labels(self) -> list[str]:
-        return [c.label for c in self.controls]
-
-    @property
-    def files(self) -> list[str]:
-        return sorted(self.file_latents)
-
-    def control(self, label: str) -> Control:
-        for c in self.controls:
-            if c.label == label:
-                return c
-        known = ", ".join(self.labels) or "none"
-        raise AnalysisError(f"This model has no control called {label!r}; its controls are: {known}.")
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["version"] = ANALYSIS_VERSION
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LatentAnalysis":
-        if data.get("version") != ANALYSIS_VERSION:
-            raise AnalysisError("The stored sound-control analysis is from another version; it will be recomputed.")
-        controls = tuple(Control(**{**c, "direction": tuple(c["direction"])}) for c in data["controls"])
-        return cls(
-            run_id=data["run_id"], checkpoint_epoch=int(data["checkpoint_epoch"]), latent_dim=int(data["latent_dim"]),
-            segment_frames=int(data["segment_frames"]), segment_count=int(data["segment_count"]),
-            file_count=int(data["file_count"]), mean=tuple(data["mean"]),
-            basis=tuple(tuple(row) for row in data["basis"]), basis_std=tuple(data["basis_std"]),
-            controls=controls, file_latents={k: tuple(v) for k, v in data["file_latents"].items()},
-            features=data.get("features", {}), created=data.get("created", ""), seconds=float(data.get("seconds", 0.0)),
-        )
-
-
-# -- on disk ----------------------------------------------------------------
-
-def analysis_path(run_dir: Path) -> Path:
-    return Path(run_dir) / ANALYSIS_FILE
-
-
-def load_analysis(run_dir: Path) -> LatentAnalysis | None:
-    """The stored analysis, or None when there is none (or it is unreadable / outdated)."""
-    path = analysis_path(run_dir)
-    if not path.is_file():
-        return None
-    try:
-        return LatentAnalysis.from_dict(read_json(path))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring unreadable %s: %s", path, exc)
-        return None
-
-
-def save_analysis(run_dir: Path, analysis: LatentAnalysis) -> None:
-    atomic_write_json(analysis_path(run_dir), analysis.to_dict())
 
 
 def run_files(run_dir: Path) -> list[Path]:
@@ -178,7 +75,8 @@ def analyse_run(run_dir: Path, *, which: str = "best", device: str | torch.devic
     model = model or load_trained_model(run_dir, which, device)
     files = run_files(run_dir)
     if not files:
-        raise AnalysisError(f"The sound files of run {run_dir.name} are gone, so its sound controls cannot be analysed.")
+        raise AnalysisError(f"The sound files of run {run_dir.name} are gone, "
+                            "so its sound controls cannot be analysed.")
     analysis = analyse(model, files, run_id=run_dir.name, progress=progress)
     save_analysis(run_dir, analysis)
     return analysis
@@ -195,25 +93,29 @@ def ensure_analysis(run_dir: Path, model: TrainedModel, progress: Progress | Non
 # -- the analysis -----------------------------------------------------------
 
 @torch.no_grad()
-def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "", progress: Progress | None = None) -> LatentAnalysis:
+def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
+            progress: Progress | None = None) -> LatentAnalysis:
     """Posterior means of every segment of `files`, their PCA, and labelled controls."""
-    from datetime import datetime, timezone
-
     started = time.perf_counter()
     spec, frames = model.spec, model.frames
     total = len(files) + 1
     latents, feats, owners, names = [], [], [], []
     for index, path in enumerate(files):
-        wave = torch.from_numpy(load_mono(path, spec.sample_rate))
+        try:
+            wave = torch.from_numpy(load_mono(path, spec.sample_rate))
+        except (AudioRejected, OSError):  # gone or damaged since training: analyse the rest
+            continue
         segments = _segments(log_mel(wave, spec), frames, spec)  # (n, n_mels, frames), log-mel
         mu = torch.cat([model.model.encode(model.stats.normalise(chunk).to(model.device))[0].float().cpu()
                         for chunk in segments.split(ENCODE_BATCH)])
         latents.append(mu.double())
         feats.append(segment_features(segments, spec))
-        owners += [index] * len(mu)
+        owners += [len(names)] * len(mu)
         names.append(Path(path).name)
         if progress:
             progress(index + 1, total)
+    if not latents:
+        raise AnalysisError("None of the model's sound files could be read, so its sound controls cannot be analysed.")
 
     z = torch.cat(latents)  # (segments, latent)
     features = {k: torch.cat([f[k] for f in feats]) for k in FEATURES}
@@ -228,13 +130,12 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "", progres
         progress(total, total)
     analysis = LatentAnalysis(
         run_id=run_id, checkpoint_epoch=model.epoch, latent_dim=int(z.shape[1]), segment_frames=frames,
-        segment_count=int(z.shape[0]), file_count=len(files), mean=tuple(mean.tolist()),
+        segment_count=int(z.shape[0]), file_count=len(names), mean=tuple(mean.tolist()),
         basis=tuple(tuple(row) for row in basis.tolist()), basis_std=tuple(basis_std.tolist()),
         controls=tuple(controls), file_latents=file_latents, features=summary,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds=time.perf_counter() - started,
     )
-    # Exactly what analysis.json will hold: generation gives the same samples from either.
-    return LatentAnalysis.from_dict(_rounded(analysis.to_dict()))
+    return analysis.rounded()  # exactly what analysis.json will hold
 
 
 def _segments(mel: torch.Tensor, frames: int, spec: MelSpec) -> torch.Tensor:
@@ -248,6 +149,9 @@ def _segments(mel: torch.Tensor, frames: int, spec: MelSpec) -> torch.Tensor:
     starts = list(range(0, total - frames + 1, hop))
     if starts[-1] != total - frames:
         starts.append(total - frames)
+    if len(starts) > MAX_SEGMENTS_PER_FILE:
+        pick = torch.linspace(0, len(starts) - 1, MAX_SEGMENTS_PER_FILE).round().long().tolist()
+        starts = [starts[i] for i in pick]
     return torch.stack([mel[:, s:s + frames] for s in starts])
 
 
@@ -256,7 +160,8 @@ def _pca(centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     n = centred.shape[0]
     if n < 2:
         d = centred.shape[1]
-        return torch.zeros(0, d, dtype=centred.dtype), torch.zeros(0, dtype=centred.dtype), torch.zeros(0, dtype=centred.dtype)
+        empty = torch.zeros(0, dtype=centred.dtype)
+        return torch.zeros(0, d, dtype=centred.dtype), empty, empty
     _, s, vh = torch.linalg.svd(centred, full_matrices=False)
     variance = s.square() / (n - 1)
     keep = variance > variance.sum() * 1e-9  # drop numerically empty directions
@@ -298,10 +203,7 @@ def _label_controls(centred, basis, basis_std, explained, features) -> list[Cont
         std = float(basis_std[c])
         signed_scores = scores[:, c] * sign
         correlation = float(_pearson(signed_scores, transformed[feature])) if feature else 0.0
-        per_std = None
-        if feature:
-            slope = _slope(signed_scores / max(std, 1e-12), features[feature])
-            per_std = float(slope)
+        per_std = _slope(signed_scores / max(std, 1e-12), features[feature]) if feature else None
         controls.append(Control(
             label=feature or f"texture {textures}", feature=feature, component=c, explained=float(explained[c]),
             correlation=correlation, std=std, feature_per_std=per_std, direction=tuple(direction.tolist()),
@@ -380,14 +282,3 @@ def segment_features(log_mels: torch.Tensor, spec: MelSpec) -> dict[str, torch.T
     seconds = log_mels.shape[-1] * spec.hop_length / spec.sample_rate
     attack = rise_db.sum(dim=1) / seconds
     return {"brightness": brightness, "loudness": loudness, "noisiness": noisiness, "pitch": pitch, "attack": attack}
-
-
-def _rounded(value, digits: int = 7):
-    """Floats to `digits` significant digits: analysis.json stays small and readable."""
-    if isinstance(value, float):
-        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
-    if isinstance(value, dict):
-        return {k: _rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rounded(v, digits) for v in value]
-    return value

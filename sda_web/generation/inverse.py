@@ -31,17 +31,17 @@ _lock = threading.Lock()
 class _Filterbank:
     """The mel filterbank (n_stft, n_mels) as two (index, weight) pairs per STFT bin."""
 
-    def __init__(self, spec: MelSpec):
+    def __init__(self, spec: MelSpec, device: torch.device):
         import torchaudio.transforms as T
 
         fb = T.MelScale(n_mels=spec.n_mels, sample_rate=spec.sample_rate, f_min=spec.f_min, f_max=spec.f_max,
                         n_stft=spec.n_stft, norm="slaney", mel_scale="slaney").fb  # (n_stft, n_mels)
-        self.dense = fb
         nonzero = (fb > 0).sum(dim=1)
         self.sparse = bool(nonzero.max() <= 2)
         order = torch.argsort((fb > 0).float(), dim=1, descending=True, stable=True)[:, :2]
-        self.idx = [order[:, 0].contiguous(), order[:, 1].contiguous()]
-        self.w = [fb.gather(1, order[:, j:j + 1]).contiguous() for j in range(2)]  # (n_stft, 1), 0 where unused
+        self.dense = fb.to(device)
+        self.idx = [order[:, j].contiguous().to(device) for j in range(2)]
+        self.w = [fb.gather(1, order[:, j:j + 1]).contiguous().to(device) for j in range(2)]  # 0 where unused
         self.n_mels = spec.n_mels
 
     def to_linear(self, mel: torch.Tensor) -> torch.Tensor:
@@ -54,24 +54,25 @@ class _Filterbank:
         """fb^T @ power: (n_stft, T) -> (n_mels, T)."""
         if not self.sparse:
             return self.dense.T @ power
-        out = torch.zeros(self.n_mels, power.shape[1], dtype=power.dtype)
+        out = torch.zeros(self.n_mels, power.shape[1], dtype=power.dtype, device=power.device)
         out.index_add_(0, self.idx[0], self.w[0] * power)
         out.index_add_(0, self.idx[1], self.w[1] * power)
         return out
 
 
-def _filterbank(spec: MelSpec) -> _Filterbank:
+def _filterbank(spec: MelSpec, device: torch.device) -> _Filterbank:
     with _lock:
-        fb = _cache.get(("fb", spec))
+        key = ("fb", spec, str(device))
+        fb = _cache.get(key)
         if fb is None:
-            fb = _cache[("fb", spec)] = _Filterbank(spec)
+            fb = _cache[key] = _Filterbank(spec, device)
         return fb
 
 
 def mel_to_power(mel: torch.Tensor, spec: MelSpec, updates: int = NNLS_UPDATES) -> torch.Tensor:
     """Mel power (n_mels, T) -> non-negative linear power (n_stft, T): the pseudo-inverse,
     then multiplicative NNLS updates (as audio.features.mel_to_power_spectrogram)."""
-    fb = _filterbank(spec)
+    fb = _filterbank(spec, mel.device)
     if not fb.sparse or mel.dim() != 2:
         return mel_to_power_spectrogram(mel, spec, updates)
     start = mel_to_power_spectrogram(mel, spec, 0)  # pinv, clipped, plus the same tiny floor
@@ -92,7 +93,7 @@ def griffin_lim(power: torch.Tensor, spec: MelSpec, n_iter: int, momentum: float
     beta = momentum / (1 + momentum)
     magnitude = power.sqrt().T.contiguous()  # (frames, n_stft): FFTs along the contiguous axis
     frames = magnitude.shape[0]
-    window = torch.hann_window(n_fft, dtype=power.dtype)
+    window = torch.hann_window(n_fft, dtype=power.dtype, device=power.device)
     pad, ratio = n_fft // 2, n_fft // hop
     length = (frames - 1) * hop
     inv_envelope = 1.0 / _overlap_add((window * window).expand(frames, n_fft), ratio, hop).clamp(min=1e-11)
@@ -122,7 +123,7 @@ def _overlap_add(segments: torch.Tensor, ratio: int, hop: int) -> torch.Tensor:
     """(frames, ratio * hop) windowed segments -> ((frames + ratio - 1) * hop,) summed at `hop` spacing."""
     frames = segments.shape[0]
     blocks = segments.reshape(frames, ratio, hop)
-    out = torch.zeros(frames + ratio - 1, hop, dtype=segments.dtype)
+    out = torch.zeros(frames + ratio - 1, hop, dtype=segments.dtype, device=segments.device)
     for q in range(ratio):
         out[q:q + frames] += blocks[:, q]
     return out.reshape(-1)
@@ -131,13 +132,14 @@ def _overlap_add(segments: torch.Tensor, ratio: int, hop: int) -> torch.Tensor:
 def _torchaudio_griffin_lim(power, spec, n_iter, momentum):
     import torchaudio.functional as AF
 
-    window = torch.hann_window(spec.n_fft, dtype=power.dtype)
+    window = torch.hann_window(spec.n_fft, dtype=power.dtype, device=power.device)
     return AF.griffinlim(power, window, spec.n_fft, spec.hop_length, spec.n_fft, 2.0, n_iter, momentum, None, False)
 
 
 @torch.no_grad()
-def log_mel_to_wave(log_mel: torch.Tensor, spec: MelSpec, n_iter: int, nnls_updates: int = NNLS_UPDATES) -> torch.Tensor:
-    """log-mel (n_mels, frames) -> waveform ((frames - 1) * hop,), on the CPU."""
-    log_mel = torch.as_tensor(log_mel, dtype=torch.float32).cpu()
+def log_mel_to_wave(log_mel: torch.Tensor, spec: MelSpec, n_iter: int,
+                    nnls_updates: int = NNLS_UPDATES) -> torch.Tensor:
+    """log-mel (n_mels, frames) -> waveform ((frames - 1) * hop,), on the log-mel's device."""
+    log_mel = torch.as_tensor(log_mel, dtype=torch.float32)
     mel = torch.exp(torch.nan_to_num(log_mel, nan=float(np.log(spec.log_floor))).clamp(max=_MAX_LOG))
     return griffin_lim(mel_to_power(mel, spec, nnls_updates), spec, n_iter)

@@ -44,6 +44,11 @@ class TrainedModel:
         return mu, frames
 
     @torch.no_grad()
+    def decode_segments(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (n, latent) -> log-mel segments (n, n_mels, frames), on the CPU."""
+        return self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
+
+    @torch.no_grad()
     def decode_log_mel(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (n, latent) -> log-mel (n_mels, n * frames), segments side by side."""
         mel = self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()

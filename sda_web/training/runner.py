@@ -414,3 +414,12 @@ def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
     already_saved = epochs_done == last_saved_epoch and ckpt.get_latest_checkpoint(run_dir) is not None
     if cancelled_mid_epoch or not already_saved or best_state is not None:
         write_checkpoints(epochs_done, elapsed_before + (time.perf_counter() - session_started))
+    if epochs_done > 0:  # sound controls for the Generate tab; never turns a trained run into a failed one
+        try:
+            from ..generation.controls import analyse_run
+
+            analyse_run(run_dir, device=device)
+        except Exception:
+            import logging
+
+            logging.getLogger(__name__).exception("Latent analysis of run %s failed; the model is kept.", session.run_id)

@@ -17,19 +17,24 @@ from starlette.routing import Mount, Router
 from starlette.staticfiles import StaticFiles
 
 from ..storage import resolve_data_dir
-from . import routes_data, routes_pages, routes_train
+from . import guard, routes_data, routes_pages, routes_train
 from .hub import LiveHub
-from .imports import ImportJobs
-from .common import not_found
+from .imports import ImportJobs, UploadLimits
+from .common import error_handlers
 from .templating import STATIC_DIR, make_templates, normalise_root_path
 
 
-def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None) -> Starlette:
+def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None,
+               access_token: str | None = None, trusted_proxies: str | None = None, local_only: bool = False,
+               upload_limits: UploadLimits | None = None) -> Starlette:
     """Build the app for `data_dir` (else $SDA_DATA_DIR, else ./sda-data).
 
     `root_path` is the prefix a reverse proxy serves the app under ("/sda");
     pass the same value to uvicorn (serve() does). `runner` replaces the
-    TrainingRunner (tests use a scripted one)."""
+    TrainingRunner (tests use a scripted one). `access_token`: every request
+    must carry it (web/guard.py); without one, `local_only` answers only to
+    loopback host names; `trusted_proxies`: addresses whose X-Forwarded-*
+    headers are believed (then give uvicorn proxy_headers=False)."""
     data_dir = resolve_data_dir(data_dir)
     root_path = normalise_root_path(root_path)
 
@@ -56,14 +61,21 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
             await app.state.imports.wait_all()
             await hub.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found},
-                    middleware=[Middleware(PrefixTolerant, root_path=root_path)] if root_path else [])
+    # ---- the front door (issue 5): proxy headers, prefix, access token, same-origin; outermost first
+    middleware = [
+        *guard.proxy_middleware(trusted_proxies),
+        *([Middleware(PrefixTolerant, root_path=root_path)] if root_path else []),
+        *guard.access_middleware(token=access_token, root_path=root_path, local_only=local_only),
+    ]
+    # ----
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=error_handlers(), middleware=middleware)
     app.state.data_dir = data_dir
     app.state.root_path = root_path
     app.state.templates = templates
     app.state.hub = hub
     app.state.runner = runner
     app.state.imports = ImportJobs()
+    app.state.upload_limits = upload_limits or UploadLimits()
     app.state.tasks = set()
     hub.on_finished(lambda view: routes_train.after_run(app, view))
     return app

@@ -38,12 +38,40 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
+_HTTP_ERRORS = {
+    400: ("Bad request", "The request could not be read; go back and try again."),
+    404: ("Not found", "There is nothing at this address."),
+    405: ("Not allowed", "That action is not available here."),
+    413: ("Too large", "The request was too large."),
+}
+
+
 async def not_found(request: Request, exc) -> HTMLResponse:
+    """404, 405 and the other HTTP errors Starlette raises, as a page (or a notice for htmx)."""
     status = getattr(exc, "status_code", 404)
-    heading = "Not found" if status == 404 else "Not allowed"
-    message = "There is nothing at this address." if status == 404 else "That action is not available here."
+    heading, message = _HTTP_ERRORS.get(status, ("Something went wrong", "That request could not be handled."))
+    detail = getattr(exc, "detail", None)
+    if status in (400, 413) and detail and detail != heading:
+        message = f"{message} ({detail})"
+    return _error(request, heading, message, status)
+
+
+async def bad_input(request: Request, exc) -> HTMLResponse:
+    """A BadInput (web/bounds.py) no handler caught itself: 422/413 with its sentence."""
+    return _error(request, "Please check that value", str(exc), getattr(exc, "status_code", 422))
+
+
+def _error(request: Request, heading: str, message: str, status: int) -> HTMLResponse:
+    if is_htmx(request):
+        return render(request, "partials/notice.html", {"message": message}, status_code=status)
     return render(request, "error.html", {"heading": heading, "message": message, "back": url(request, "index")},
                   status_code=status)
+
+
+def error_handlers() -> dict:
+    from .bounds import BadInput
+
+    return {400: not_found, 404: not_found, 405: not_found, 413: not_found, BadInput: bad_input}
 
 
 def redirect(request: Request, route: str, /, **params) -> RedirectResponse:

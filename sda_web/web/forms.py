@@ -66,9 +66,35 @@ def default_form(file_count: int, preset: str | None = None) -> ConfigForm:
     return ConfigForm(values=preset_values(file_count, preset))
 
 
+MAX_FIELD_CHARS = 100
+
+
+def parse_field(name: str, text: str) -> int | float:
+    """One settings field as a number within its bounds, or ValueError with the sentence to show."""
+    label, kind, low, high = FIELDS[name]
+    text = (text or "").strip()
+    if not text:
+        raise ValueError(f"{label} is required.")
+    if len(text) > MAX_FIELD_CHARS:
+        raise ValueError(f"{label} must be a number between {fmt_number(low)} and {fmt_number(high)}.")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{label} must be a number, like {fmt_number(high)}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{label} must be a finite number.")
+    if kind is int:
+        if value != int(value):
+            raise ValueError(f"{label} must be a whole number.")
+        value = int(value)
+    if not low <= value <= high:
+        raise ValueError(f"{label} must be between {fmt_number(low)} and {fmt_number(high)}.")
+    return value
+
+
 def parse_config_form(data: Mapping[str, str], file_count: int) -> ConfigForm:
     """Validate a submitted form; on success `.config` is ready for the runner."""
-    raw = {name: str(data.get(name, "") or "").strip() for name in ("preset", *FIELDS)}
+    raw = {name: str(data.get(name, "") or "").strip()[:200] for name in ("preset", *FIELDS)}
     form = ConfigForm(values=raw)
     try:
         preset = OverfittingPreset.parse(raw["preset"] or DEFAULT_PRESET)
@@ -78,28 +104,11 @@ def parse_config_form(data: Mapping[str, str], file_count: int) -> ConfigForm:
     form.values["preset"] = preset.value
 
     parsed: dict[str, float | int] = {}
-    for name, (label, kind, low, high) in FIELDS.items():
-        text = raw[name]
-        if not text:
-            form.errors[name] = f"{label} is required."
-            continue
+    for name in FIELDS:
         try:
-            value = float(text)
-        except ValueError:
-            form.errors[name] = f"{label} must be a number, like {fmt_number(high)}."
-            continue
-        if not math.isfinite(value):
-            form.errors[name] = f"{label} must be a finite number."
-            continue
-        if kind is int:
-            if value != int(value):
-                form.errors[name] = f"{label} must be a whole number."
-                continue
-            value = int(value)
-        if not low <= value <= high:
-            form.errors[name] = f"{label} must be between {fmt_number(low)} and {fmt_number(high)}."
-            continue
-        parsed[name] = value
+            parsed[name] = parse_field(name, raw[name])
+        except ValueError as exc:
+            form.errors[name] = str(exc)
     if form.errors:
         return form
 

@@ -12,6 +12,7 @@ import itertools
 import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,11 +22,65 @@ from starlette.requests import Request
 UPLOADS_DIR = ".uploads"
 MAX_FILES = 1000
 MAX_FIELD_BYTES = 64 * 1024
+MAX_NAME_CHARS = 200  # of a file name as shown back to the user
 KEEP_JOBS = 20
+MB = 1024 * 1024
+DEFAULT_MAX_FILE_MB = 200
+DEFAULT_MAX_REQUEST_MB = 2048
+MALFORMED = ("The upload could not be read from here on (a file name or header was too long, or the data was "
+             "malformed); the files before it were kept. Upload the rest again, with shorter names.")
+CUT_OFF = "The upload stopped before this file was complete (the connection was lost); upload it again."
 
 
 class UploadError(ValueError):
     """The upload itself was unusable; the message says what to do."""
+
+    status_code = 422
+
+    def __init__(self, message: str, rejected: tuple = ()):
+        super().__init__(message)
+        self.rejected = tuple(rejected)
+
+
+class UploadTooLarge(UploadError):
+    status_code = 413
+
+
+def fmt_size(n_bytes: int) -> str:
+    """200 MB, 2 GB, 1.5 MB: how a limit is stated to the user."""
+    mb = n_bytes / MB
+    if mb >= 1024 and mb % 1024 == 0:
+        return f"{int(mb // 1024)} GB"
+    return f"{mb:g} MB" if mb >= 1 else f"{n_bytes // 1024} KB"
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Per file and per request (`sda serve --max-upload-mb / --max-request-mb`)."""
+
+    file_bytes: int = DEFAULT_MAX_FILE_MB * MB
+    request_bytes: int = DEFAULT_MAX_REQUEST_MB * MB
+
+    @classmethod
+    def from_mb(cls, file_mb: float | None = None, request_mb: float | None = None) -> "UploadLimits":
+        file_mb = DEFAULT_MAX_FILE_MB if file_mb is None else file_mb
+        request_mb = DEFAULT_MAX_REQUEST_MB if request_mb is None else request_mb
+        for label, value in (("--max-upload-mb", file_mb), ("--max-request-mb", request_mb)):
+            if not (value == value and 0 < value <= 1024 * 1024):
+                raise ValueError(f"{label} must be a number of megabytes between 0 and 1048576, not {value}.")
+        return cls(int(file_mb * MB), int(request_mb * MB))
+
+    @property
+    def describe(self) -> str:
+        return f"up to {fmt_size(self.file_bytes)} per file and {fmt_size(self.request_bytes)} per upload"
+
+
+@dataclass
+class ReceivedUpload:
+    fields: dict[str, str]
+    files: list[tuple[str, Path]]  # (name as the user knows it, temp path), complete and non-empty
+    rejected: list  # RejectedFile(name, reason) for files refused while receiving
+    cut_off: bool = False  # the connection ended early; the complete files are still here
 
 
 def upload_area(data_dir: Path) -> Path:
@@ -39,77 +94,137 @@ def _safe_suffix(filename: str) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
 
 
-async def receive_upload(request: Request, dest: Path) -> tuple[dict[str, str], list[tuple[str, Path]]]:
-    """Stream a multipart form into `dest`: (text fields, [(original name, temp path)])."""
+def display_name(raw: bytes) -> str:
+    """The base name the browser sent, fit to show back (never used as a path)."""
+    text = unicodedata.normalize("NFC", raw.decode("utf-8", "replace")).replace("\\", "/")
+    text = "".join(ch for ch in text.rsplit("/", 1)[-1] if unicodedata.category(ch)[0] != "C").strip()
+    if text in ("", ".", ".."):
+        return ""
+    return text if len(text) <= MAX_NAME_CHARS else text[: MAX_NAME_CHARS - 1] + "…"
+
+
+async def receive_upload(request: Request, dest: Path, limits: UploadLimits | None = None) -> ReceivedUpload:
+    """Stream a multipart form into `dest`, file by file, within `limits`.
+
+    A file over the per-file limit, an empty file, or the file the connection
+    was lost in is dropped (its bytes deleted) and listed in `.rejected`; the
+    other files are kept. Over the per-request limit, UploadTooLarge."""
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser, parse_options_header
+    from starlette.requests import ClientDisconnect
 
+    from ..datasets import RejectedFile
+
+    limits = limits or UploadLimits()
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError("Choose one or more sound files to upload.")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limits.request_bytes:
+        raise UploadTooLarge(f"The upload is larger than the {fmt_size(limits.request_bytes)} limit per upload; "
+                             "send fewer files at a time.")
 
-    fields: dict[str, str] = {}
-    files: list[tuple[str, Path]] = []
-    state = {"headers": {}, "name": b"", "value": b"", "file": None, "field": None, "buf": bytearray()}
+    upload = ReceivedUpload({}, [], [])
+    part: dict = {}
+    header = {"name": b"", "value": b""}
+    ended = [False]
+    count = [0]
+
+    def drop(reason: str) -> None:
+        """Forget the file being received: close, delete, and say why."""
+        part["file"].close()
+        part["path"].unlink(missing_ok=True)
+        upload.rejected.append(RejectedFile(part["original"], reason))
+        part.update(file=None, skip=True)
 
     def on_part_begin():
-        state.update(headers={}, file=None, field=None, buf=bytearray())
+        part.clear()
+        part.update(headers={}, file=None, field=None, buf=bytearray(), size=0, skip=False)
 
     def on_header_field(data, start, end):
-        state["name"] += data[start:end]
+        header["name"] += data[start:end]
 
     def on_header_value(data, start, end):
-        state["value"] += data[start:end]
+        header["value"] += data[start:end]
 
     def on_header_end():
-        state["headers"][state["name"].lower()] = state["value"]
-        state["name"], state["value"] = b"", b""
+        part["headers"][header["name"].lower()] = header["value"]
+        header["name"], header["value"] = b"", b""
 
     def on_headers_finished():
-        _, options = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        _, options = parse_options_header(part["headers"].get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
-            original = Path(options[b"filename"].decode("utf-8", "replace").replace("\\", "/")).name
-            if not original:  # an empty file input still sends a part
+            raw = options[b"filename"]
+            original = display_name(raw)
+            if not raw:  # an empty file input still sends a part
+                part["skip"] = True
                 return
-            if len(files) >= MAX_FILES:
+            if count[0] >= MAX_FILES:
                 raise UploadError(f"That is more than {MAX_FILES} files; import them in smaller batches.")
-            path = dest / f"{len(files):05d}{_safe_suffix(original)}"
-            state["file"] = open(path, "wb")
-            files.append((original, path))
+            path = dest / f"{count[0]:05d}{_safe_suffix(original)}"
+            count[0] += 1
+            part.update(file=open(path, "wb"), path=path, original=original or "unnamed file")
         else:
-            state["field"] = name
+            part["field"] = name
 
     def on_part_data(data, start, end):
-        if state["file"] is not None:
-            state["file"].write(data[start:end])
-        elif state["field"] is not None:
-            state["buf"] += data[start:end]
-            if len(state["buf"]) > MAX_FIELD_BYTES:
+        if part["file"] is not None:
+            part["size"] += end - start
+            if part["size"] > limits.file_bytes:
+                drop(f"It is larger than the {fmt_size(limits.file_bytes)} limit per file; "
+                     "trim it or export it at a lower sample rate.")
+                return
+            part["file"].write(data[start:end])
+        elif part["field"] is not None:
+            part["buf"] += data[start:end]
+            if len(part["buf"]) > MAX_FIELD_BYTES:
                 raise UploadError("A form field was too long.")
 
     def on_part_end():
-        if state["file"] is not None:
-            state["file"].close()
-            state["file"] = None
-        elif state["field"] is not None:
-            fields[state["field"]] = state["buf"].decode("utf-8", "replace")
+        if part.get("file") is not None:
+            part["file"].close()
+            part["file"] = None
+            if part["size"] == 0:
+                part["path"].unlink(missing_ok=True)
+                upload.rejected.append(RejectedFile(part["original"], "It is empty (0 bytes)."))
+            else:
+                upload.files.append((part["original"], part["path"]))
+        elif part.get("field") is not None:
+            upload.fields[part["field"]] = part["buf"].decode("utf-8", "replace")
+
+    def on_end():
+        ended[0] = True
 
     parser = MultipartParser(params[b"boundary"], {
         "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
         "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_end": on_end,
     })
+    received, malformed = 0, False
     try:
         async for chunk in request.stream():
+            received += len(chunk)
+            if received > limits.request_bytes:
+                raise UploadTooLarge(f"The upload is larger than the {fmt_size(limits.request_bytes)} limit per "
+                                     "upload; send fewer files at a time.")
             parser.write(chunk)
         parser.finalize()
+    except ClientDisconnect:
+        pass
     except FormParserError:
-        raise UploadError("The upload was cut off or malformed; please try again.") from None
-    finally:
-        if state["file"] is not None:
-            state["file"].close()
-    return fields, files
+        malformed = True
+    except BaseException:
+        if part.get("file") is not None:
+            part["file"].close()
+        raise
+    if not ended[0]:  # cut off: keep the files that arrived whole
+        upload.cut_off = True
+        if part.get("file") is not None:
+            drop(MALFORMED if malformed else CUT_OFF)
+        elif malformed and (upload.files or upload.rejected):
+            upload.rejected.append(RejectedFile("(the rest of the upload)", MALFORMED))
+    return upload
 
 
 @dataclass

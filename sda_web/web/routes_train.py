@@ -14,8 +14,9 @@ from ..datasets import DatasetError, list_datasets
 from ..training.config import ConfigError
 from ..training.runs import RunError, list_previews, load_history, load_run, run_dir_for
 from . import fragments
+from .bounds import query_choice, query_flag, read_form
 from .common import get_runner, is_htmx, redirect, render, spawn, url
-from .forms import PRESETS, ConfigForm, default_form, parse_config_form
+from .forms import PRESETS, ConfigForm, default_form, parse_config_form, parse_field
 from .selection import current_dataset
 from .view import RunView, latest_run_view, resume_offer
 
@@ -62,7 +63,11 @@ def after_run(app, view: RunView) -> None:
 # ---- pages and partials ------------------------------------------------------
 
 def _log_scale(request: Request) -> bool:
-    return request.query_params.get("log_scale") == "on"
+    return query_flag(request, "log_scale", label="log-scale setting")
+
+
+def _preset(request: Request) -> str | None:
+    return query_choice(request, "preset", [value for value, _ in PRESETS], label="preset")
 
 
 async def _page(request: Request, *, form: ConfigForm | None = None, status_code: int = 200, **extra):
@@ -77,7 +82,7 @@ async def _page(request: Request, *, form: ConfigForm | None = None, status_code
     await refresh_idle_view(app, current.name)
     view = app.state.hub.view
     log_scale = _log_scale(request)
-    form = form or default_form(current.file_count, request.query_params.get("preset"))
+    form = form or default_form(current.file_count, _preset(request))
     context = {
         "tab": "train_page", "dataset": current, "form": form, "presets": PRESETS, "view": view,
         "log_scale": log_scale, "chart_html": fragments.chart(app.state.templates.env, view, log_scale),
@@ -93,7 +98,7 @@ async def train_page(request: Request):
 async def config_fields(request: Request):
     """The fields for another preset (the preset dropdown's hx-get)."""
     current = await _current(request.app)
-    form = default_form(current.file_count if current else 1, request.query_params.get("preset"))
+    form = default_form(current.file_count if current else 1, _preset(request))
     return render(request, "partials/config_fields.html", {"form": form})
 
 
@@ -136,7 +141,7 @@ def _busy_message(view: RunView) -> str:
 async def train_start(request: Request):
     app = request.app
     hub = app.state.hub
-    data = await request.form()
+    data = await read_form(request)
     current = await _current(app)
     if current is None:
         return redirect(request, "data_page")
@@ -185,12 +190,16 @@ async def train_cancel(request: Request):
 async def train_resume(request: Request):
     app = request.app
     hub = app.state.hub
-    data = await request.form()
-    run_id = str(data.get("run_id", ""))
+    data = await read_form(request)
+    run_id = data.get("run_id", "").strip()
+    if not run_id:
+        return await _message_response(request, "Choose a run to resume (the Resume Training button names it).", 422)
     epochs = None
-    epochs_text = str(data.get("epochs", "") or "").strip()
-    if epochs_text.isdigit():
-        epochs = int(epochs_text)
+    if data.get("epochs", "").strip():
+        try:
+            epochs = parse_field("epochs", data["epochs"])
+        except ValueError as exc:
+            return await _message_response(request, str(exc), 422)
 
     async with app.state.start_lock:
         runner = get_runner(app)
@@ -228,7 +237,8 @@ async def train_resume(request: Request):
 # ---- live and files ------------------------------------------------------------
 
 async def train_ws(websocket: WebSocket):
-    await websocket.app.state.hub.serve(websocket, log_scale=websocket.query_params.get("log_scale") == "on")
+    # (an odd log_scale value just means linear: a socket has no page to show a message on)
+    await websocket.app.state.hub.serve(websocket, log_scale=websocket.query_params.get("log_scale") in ("on", "true", "1"))
 
 
 async def preview_audio(request: Request):

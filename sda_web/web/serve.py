@@ -5,13 +5,40 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from urllib.parse import quote
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 # Compression would run once per client per frame, undoing "render once, send
 # to all"; the fragments are a few KB and this is a LAN app.
 PER_MESSAGE_DEFLATE = False
+
+
+def resolve_token(host: str, token: str | None = None) -> tuple[str | None, bool]:
+    """(token, generated): --token, else $SDA_TOKEN, else a new one unless bound to loopback only."""
+    from .guard import check_token, is_loopback, new_token
+
+    token = (token or os.environ.get("SDA_TOKEN") or "").strip() or None
+    if token is not None:
+        return check_token(token), False
+    if is_loopback(host):
+        return None, False
+    return new_token(), True
+
+
+def lan_address() -> str | None:
+    """This machine's address on the local network, best effort (no packet is sent)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
 
 
 def serve(
@@ -22,27 +49,41 @@ def serve(
     proxy_headers: bool = True,
     forwarded_allow_ips: str | None = None,
     log_level: str = "warning",
+    token: str | None = None,
+    max_upload_mb: float | None = None,
+    max_request_mb: float | None = None,
 ) -> None:
     """Print the address, then serve until interrupted.
 
-    Behind a reverse proxy under a prefix, pass `root_path="/sda"`; uvicorn's
-    proxy headers (X-Forwarded-Proto/For) are trusted from `forwarded_allow_ips`
-    (default: uvicorn's, i.e. 127.0.0.1 or $FORWARDED_ALLOW_IPS)."""
+    Behind a reverse proxy under a prefix, pass `root_path="/sda"`; proxy
+    headers (X-Forwarded-Proto/For/Host) are trusted from `forwarded_allow_ips`
+    (default: 127.0.0.1, or $FORWARDED_ALLOW_IPS). Bound to anything but
+    loopback, every request needs the access token (`token`, else $SDA_TOKEN,
+    else a new one, printed in the URL)."""
     import uvicorn
 
     from ..storage import resolve_data_dir
     from .app import create_app
+    from .imports import UploadLimits
     from .templating import normalise_root_path
 
     root_path = normalise_root_path(root_path)
     data_dir = resolve_data_dir(data_dir)
-    app = create_app(data_dir, root_path=root_path)
-    shown_host = f"[{host}]" if ":" in host else host
-    if host in ("0.0.0.0", "::"):
-        shown_host = "127.0.0.1"
-    print(f"sda is running at http://{shown_host}:{port}{root_path}/  (data: {data_dir})", flush=True)
-    if host in ("0.0.0.0", "::"):
-        print(f"  listening on all interfaces ({host}); other devices on your network can use this machine's address.",
+    limits = UploadLimits.from_mb(max_upload_mb, max_request_mb)
+    token, generated = resolve_token(host, token)
+    trusted = (forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1") if proxy_headers else None
+    app = create_app(data_dir, root_path=root_path, access_token=token, trusted_proxies=trusted,
+                     local_only=token is None, upload_limits=limits)
+    everywhere = host in ("0.0.0.0", "::", "")
+    shown_host = "127.0.0.1" if everywhere else f"[{host}]" if ":" in host else host
+    query = f"?token={quote(token, safe='')}" if token else ""
+    print(f"sda is running at http://{shown_host}:{port}{root_path}/{query}  (data: {data_dir})", flush=True)
+    if everywhere:
+        lan = lan_address()
+        where = f"http://{lan}:{port}{root_path}/{query}" if lan else "this machine's address"
+        print(f"  listening on all interfaces ({host}); on your network, open {where}", flush=True)
+    if generated:
+        print("  the access token was generated for this session; pass --token or set SDA_TOKEN to keep one.",
               flush=True)
     print("  press Ctrl+C to stop", flush=True)
     config = uvicorn.Config(
@@ -50,8 +91,7 @@ def serve(
         host=host,
         port=port,
         root_path=root_path,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips,
+        proxy_headers=False,  # the app applies them itself (web/guard.py ProxyHeaders), X-Forwarded-Host included
         log_level=log_level,
         ws="websockets-sansio",  # awaits the socket draining: a stalled client backs up only its own outbox
         ws_per_message_deflate=PER_MESSAGE_DEFLATE,
@@ -74,9 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-proxy-headers", action="store_true")
     parser.add_argument("--forwarded-allow-ips", default=None)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--token", default=None)
+    parser.add_argument("--max-upload-mb", type=float, default=None)
+    parser.add_argument("--max-request-mb", type=float, default=None)
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.data_dir, args.root_path, proxy_headers=not args.no_proxy_headers,
-          forwarded_allow_ips=args.forwarded_allow_ips, log_level=args.log_level)
+    try:
+        serve(args.host, args.port, args.data_dir, args.root_path, proxy_headers=not args.no_proxy_headers,
+              forwarded_allow_ips=args.forwarded_allow_ips, log_level=args.log_level, token=args.token,
+              max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

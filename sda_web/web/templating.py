@@ -72,5 +72,7 @@ def make_templates(router: Router, root_path: str) -> Jinja2Templates:
         return url("static", path=path)
 
     env.globals.update(url=url, static=static, root_path=root_path)
-    env.filters.update(duration=fmt_duration, num=fmt_number, loss=fmt_loss, lr=fmt_lr, basename=lambda p: Path(str(p)).name)
+    from .imports import fmt_size
+
+    env.filters.update(size=fmt_size, duration=fmt_duration, num=fmt_number, loss=fmt_loss, lr=fmt_lr, basename=lambda p: Path(str(p)).name)
     return Jinja2Templates(env=env)

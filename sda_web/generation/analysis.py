@@ -1,0 +1,131 @@
+"""The sound controls of a model as plain data, and their file (analysis.json).
+
+No torch here: the web layer reads a model's controls (labels, ranges) to draw
+the Generate form without loading the model. `controls.py` computes them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..storage import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_VERSION = 1
+FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack")
+FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s"}
+SLIDER_RANGE = 3.0  # sliders span +-3 standard deviations of the component's scores
+
+
+class AnalysisError(ValueError):
+    """The latent analysis cannot be made, read or used as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Control:
+    """One slider: a signed unit direction in latent space, in std units of its scores."""
+    label: str  # "brightness", ..., or "texture 1"
+    feature: str | None  # the feature it was named after (None for texture)
+    component: int  # PCA component index (0 = most variance)
+    explained: float  # share of the latent variance along it
+    correlation: float  # Pearson r of the (sign-corrected) score with the feature; > 0 when named
+    std: float  # standard deviation of the dataset's scores along it
+    feature_per_std: float | None  # change of the feature (in its unit) per +1 on the slider
+    direction: tuple[float, ...]  # unit vector, latent_dim long
+    minimum: float = -SLIDER_RANGE
+    maximum: float = SLIDER_RANGE
+
+    @property
+    def unit(self) -> str | None:
+        return FEATURE_UNITS.get(self.feature or "")
+
+
+@dataclass(frozen=True)
+class LatentAnalysis:
+    run_id: str
+    checkpoint_epoch: int  # the epoch of the weights it was computed from
+    latent_dim: int
+    segment_frames: int
+    segment_count: int
+    file_count: int
+    mean: tuple[float, ...]  # dataset mean of the posterior means: where every slider is 0
+    basis: tuple[tuple[float, ...], ...]  # every PCA component with non-zero variance (rank x latent_dim)
+    basis_std: tuple[float, ...]  # std of the scores along each of them
+    controls: tuple[Control, ...]
+    file_latents: dict[str, tuple[float, ...]]  # per dataset file: mean latent of its segments (for blends)
+    features: dict[str, dict] = field(default_factory=dict)  # per feature: unit, mean, min, max over segments
+    created: str = ""
+    seconds: float = 0.0  # how long the analysis took
+
+    @property
+    def labels(self) -> list[str]:
+        return [c.label for c in self.controls]
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self.file_latents)
+
+    def control(self, label: str) -> Control:
+        for c in self.controls:
+            if c.label == label:
+                return c
+        known = ", ".join(self.labels) or "none"
+        raise AnalysisError(f"This model has no control called {label!r}; its controls are: {known}.")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["version"] = ANALYSIS_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LatentAnalysis":
+        if data.get("version") != ANALYSIS_VERSION:
+            raise AnalysisError("The stored sound-control analysis is from another version; it will be recomputed.")
+        controls = tuple(Control(**{**c, "direction": tuple(c["direction"])}) for c in data["controls"])
+        return cls(
+            run_id=data["run_id"], checkpoint_epoch=int(data["checkpoint_epoch"]), latent_dim=int(data["latent_dim"]),
+            segment_frames=int(data["segment_frames"]), segment_count=int(data["segment_count"]),
+            file_count=int(data["file_count"]), mean=tuple(data["mean"]),
+            basis=tuple(tuple(row) for row in data["basis"]), basis_std=tuple(data["basis_std"]),
+            controls=controls, file_latents={k: tuple(v) for k, v in data["file_latents"].items()},
+            features=data.get("features", {}), created=data.get("created", ""), seconds=float(data.get("seconds", 0.0)),
+        )
+
+    def rounded(self) -> "LatentAnalysis":
+        """Exactly what analysis.json holds (7 significant digits): generation from a fresh
+        analysis and from the stored one then gives the same samples."""
+        return LatentAnalysis.from_dict(_rounded(self.to_dict()))
+
+
+def analysis_path(run_dir: Path) -> Path:
+    return Path(run_dir) / ANALYSIS_FILE
+
+
+def load_analysis(run_dir: Path) -> LatentAnalysis | None:
+    """The stored analysis, or None when there is none (or it is unreadable / outdated)."""
+    path = analysis_path(run_dir)
+    if not path.is_file():
+        return None
+    try:
+        return LatentAnalysis.from_dict(read_json(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+
+
+def save_analysis(run_dir: Path, analysis: LatentAnalysis) -> None:
+    atomic_write_json(analysis_path(run_dir), analysis.rounded().to_dict())
+
+
+def _rounded(value, digits: int = 7):
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value

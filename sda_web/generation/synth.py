@@ -1,0 +1,208 @@
+"""New sounds from a trained model: a latent path, decoded segment by segment,
+crossfaded as mel spectra and turned into one waveform.
+
+1. Where to start: the dataset's mean latent, or a blend of two of its files
+   (slerp of their mean latents about the dataset mean), moved by the sliders
+   (each in standard deviations of its component's scores).
+2. How much to wander: every variation draws "key" offsets from the dataset's
+   own latent distribution (its PCA, each component at its own spread) times
+   the variation amount; one key every KEY_SPACING segments (about 2 s), eased
+   between keys by a norm-preserving slerp, so long sounds drift slowly.
+3. Segments of the model's length are decoded at a hop of half a segment and
+   overlap-added as mel *power* with sin^2/cos^2 crossfades that sum to one.
+4. One Griffin-Lim pass over the whole mel: its phase is consistent across
+   the former seams, so there is nothing to click.
+
+Randomness comes only from numpy's PCG64 seeded with (seed, variation index):
+the same parameters give the same samples, bit for bit, on the same machine,
+and variation i does not depend on how many variations were asked for.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .analysis import AnalysisError, LatentAnalysis
+from .inverse import NNLS_UPDATES, griffin_lim, mel_to_power
+from .loading import TrainedModel
+from .settings import GENERATION_GL_ITERS, Blend, GenerationSettings
+
+PEAK_LIMIT = 0.98  # only louder output is scaled down (to PEAK_LIMIT); otherwise the model's level stands
+FADE_IN_S, FADE_OUT_S = 0.002, 0.010  # the first and last samples start and end at zero
+KEY_SPACING = 4  # segments between key latents: 4 hops of half a 1.02 s segment ~ 2 s
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SynthTimings:
+    """Where generation time goes (seconds, summed over variations)."""
+    model_s: float = 0.0  # latent path + decoding segments + overlap-add
+    mel_inverse_s: float = 0.0  # mel -> linear power (pseudo-inverse + NNLS)
+    griffin_lim_s: float = 0.0
+    audio_s: float = 0.0  # seconds of audio made
+
+    @property
+    def total_s(self) -> float:
+        return self.model_s + self.mel_inverse_s + self.griffin_lim_s
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_s / self.total_s if self.total_s > 0 else math.inf
+
+
+def generate(model: TrainedModel, analysis: LatentAnalysis | None, *, seed: int, variations: int = 1,
+             duration_s: float = 2.0, controls: dict[str, float] | None = None, variation_amount: float = 1.0,
+             blend: Blend | tuple[str, str, float] | None = None, gl_iters: int = GENERATION_GL_ITERS,
+             progress: Progress | None = None, timings: SynthTimings | None = None) -> list[np.ndarray]:
+    """`variations` float32 mono waves at model.spec.sample_rate, each round(duration_s * rate) long."""
+    if blend is not None and not isinstance(blend, Blend):
+        blend = Blend(*blend)
+    settings = GenerationSettings(seed=seed, variations=variations, duration_s=duration_s,
+                                  controls=dict(controls or {}), variation_amount=variation_amount, blend=blend,
+                                  gl_iters=gl_iters).validated(analysis)
+    waves = []
+    for index in range(settings.variations):
+        waves.append(generate_variation(model, analysis, settings, index, timings))
+        if progress:
+            progress(index + 1, settings.variations)
+    return waves
+
+
+@torch.no_grad()
+def generate_variation(model: TrainedModel, analysis: LatentAnalysis | None, settings: GenerationSettings,
+                       index: int, timings: SynthTimings | None = None) -> np.ndarray:
+    """Variation `index` (0-based) of validated `settings`."""
+    timings = timings if timings is not None else SynthTimings()
+    spec = model.spec
+    samples = int(round(settings.duration_s * spec.sample_rate))
+    frames_needed = math.ceil(samples / spec.hop_length) + 1
+    count, hop = segment_layout(frames_needed, model.frames)
+
+    device = model.device
+    t0 = time.perf_counter()
+    z = torch.from_numpy(latent_path(model, analysis, settings, index, count)).to(device)
+    segments = model.stats.denormalise(model.model.decode(z)).float()  # (count, n_mels, frames) log-mel
+    log_mel = overlap_add(segments, hop)[:, :frames_needed]
+    t1 = _synced(device)
+    power = mel_to_power(torch.exp(log_mel.clamp(max=30.0)), spec, NNLS_UPDATES)
+    t2 = _synced(device)
+    wave = griffin_lim(power, spec, settings.gl_iters)[:samples].cpu().numpy().astype(np.float32)
+    t3 = time.perf_counter()
+    timings.model_s += t1 - t0
+    timings.mel_inverse_s += t2 - t1
+    timings.griffin_lim_s += t3 - t2
+    timings.audio_s += samples / spec.sample_rate
+    return _finish(wave, samples, spec.sample_rate)
+
+
+def segment_layout(frames_needed: int, segment: int) -> tuple[int, int]:
+    """(segments, hop in frames) covering `frames_needed` mel frames at half-segment hops."""
+    hop = segment // 2
+    if frames_needed <= segment:
+        return 1, hop
+    return math.ceil((frames_needed - segment) / hop) + 1, hop
+
+
+def latent_path(model: TrainedModel, analysis: LatentAnalysis | None, settings: GenerationSettings, index: int,
+                count: int) -> np.ndarray:
+    """(count, latent_dim) float32 latents, one per segment."""
+    latent_dim = model.shape.latent_dim
+    if analysis is None:  # no analysis: the prior's centre, wandering by the prior
+        mean = np.zeros(latent_dim)
+        basis, spread = np.eye(latent_dim), np.ones(latent_dim)
+    else:
+        if analysis.latent_dim != latent_dim:
+            raise AnalysisError("The sound-control analysis belongs to another model; analyse this model again.")
+        mean = np.asarray(analysis.mean, dtype=np.float64)
+        basis = np.asarray(analysis.basis, dtype=np.float64).reshape(-1, latent_dim)
+        spread = np.asarray(analysis.basis_std, dtype=np.float64)
+
+    centre = mean.copy()
+    if settings.blend is not None:
+        a = np.asarray(analysis.file_latents[settings.blend.file_a], dtype=np.float64) - mean
+        b = np.asarray(analysis.file_latents[settings.blend.file_b], dtype=np.float64) - mean
+        centre = mean + slerp(a, b, float(settings.blend.amount))
+    for label, value in sorted(settings.controls.items()):  # sorted: the same sum whatever the dict order
+        control = analysis.control(label)
+        centre = centre + float(value) * control.std * np.asarray(control.direction, dtype=np.float64)
+
+    keys_needed = (count - 1) // KEY_SPACING + 2
+    rng = np.random.default_rng([int(settings.seed), int(index)])
+    keys = rng.standard_normal((keys_needed, len(spread)))  # row j is the same whatever keys_needed is
+    path = np.empty((count, latent_dim))
+    for k in range(count):
+        j, u = divmod(k, KEY_SPACING)
+        eased = _smoothstep(u / KEY_SPACING)
+        noise = slerp(keys[j], keys[j + 1], eased)
+        path[k] = centre + settings.variation_amount * (noise * spread) @ basis
+    return path.astype(np.float32)
+
+
+def overlap_add(segments: torch.Tensor, hop: int) -> torch.Tensor:
+    """(count, n_mels, frames) log-mel segments at `hop` -> (n_mels, (count - 1) * hop + frames) log-mel,
+    crossfaded as power with sin^2 / cos^2 ramps over each overlap (they sum to one)."""
+    count, n_mels, frames = segments.shape
+    if count == 1:
+        return segments[0]
+    overlap = frames - hop
+    device = segments.device
+    ramp = torch.sin(0.5 * math.pi * (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap).square().float()
+    ramp = ramp.to(device)
+    total = (count - 1) * hop + frames
+    power = torch.zeros(n_mels, total, device=device)
+    power_segments = torch.exp(segments.clamp(max=30.0))
+    for k in range(count):
+        weight = torch.ones(frames, device=device)
+        if k > 0:
+            weight[:overlap] = ramp
+        if k < count - 1:
+            weight[frames - overlap:] = weight[frames - overlap:] * (1 - ramp)
+        power[:, k * hop:k * hop + frames] += power_segments[k] * weight
+    return torch.log(power.clamp(min=1e-30))
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation of vectors (their lengths interpolated linearly)."""
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na < 1e-12 or nb < 1e-12:
+        return (1 - t) * a + t * b
+    ua, ub = a / na, b / nb
+    omega = math.acos(max(-1.0, min(1.0, float(ua @ ub))))
+    if omega < 1e-6:
+        direction = ua
+    elif math.pi - omega < 1e-6:  # opposite: any path is as good; go straight through
+        return (1 - t) * a + t * b
+    else:
+        direction = (math.sin((1 - t) * omega) * ua + math.sin(t * omega) * ub) / math.sin(omega)
+    return direction * ((1 - t) * na + t * nb)
+
+
+def _synced(device: torch.device) -> float:
+    """perf_counter() once the device has finished its queued work (for honest timings)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _smoothstep(u: float) -> float:
+    return u * u * (3 - 2 * u)
+
+
+def _finish(wave: np.ndarray, samples: int, rate: int) -> np.ndarray:
+    if len(wave) < samples:
+        wave = np.pad(wave, (0, samples - len(wave)))
+    wave = np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+    fade_in = min(samples // 4, max(1, int(FADE_IN_S * rate)))
+    fade_out = min(samples // 4, max(1, int(FADE_OUT_S * rate)))
+    wave[:fade_in] *= np.linspace(0.0, 1.0, fade_in, endpoint=False, dtype=np.float32)
+    wave[samples - fade_out:] *= np.linspace(1.0, 0.0, fade_out, dtype=np.float32)
+    peak = float(np.abs(wave).max()) if samples else 0.0
+    if peak > PEAK_LIMIT:
+        wave = wave * np.float32(PEAK_LIMIT / peak)
+    return wave.astype(np.float32, copy=False)

@@ -1,0 +1,330 @@
+"""Generated sounds: each variation kept with everything that made it.
+
+    <data>/sounds/<sound_id>/sound.json    model, seed, controls, duration, format, variation, ...
+                            sound.wav|flac the audio, as asked for
+                            waveform.svg   a small picture of it
+
+A request for N variations makes N sounds that share a `batch` id. Listing is
+newest batch first, then by variation. Regenerating a sound from its JSON
+gives the same samples, bit for bit, on the same machine (with the same
+SDA_THREADS: the thread count changes float rounding), as long as its model
+has not been trained further (checked: the JSON keeps the epoch).
+
+Module-level imports are torch-free: listing and deleting are cheap. Making
+sounds imports the generation stack (torch) when called; call it off the
+event loop.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from ..generation.export import AudioFormat, waveform_svg
+from ..generation.settings import GENERATION_GL_ITERS, Blend, GenerationSettings
+from ..storage import atomic_write_bytes, atomic_write_json, read_json
+from .models import ModelInfo, resolve_model
+
+SOUNDS_DIR = "sounds"
+SOUND_FILE = "sound.json"
+WAVEFORM_FILE = "waveform.svg"
+_SOUND_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{12}-[0-9a-f]{6}-v[0-9]$")
+
+Progress = Callable[[int, int], None]
+
+
+class SoundError(ValueError):
+    """A sound operation that cannot be done; the message says what and why."""
+
+
+class UnknownSound(SoundError):
+    """No generated sound has that id."""
+
+
+@dataclass(frozen=True)
+class SoundRequest:
+    """What the Generate form (or `sda generate`) asks for."""
+    model: str  # a model id, display name or "latest"; stored sounds hold the id
+    seed: int
+    variations: int = 1
+    duration_s: float = 2.0
+    controls: dict[str, float] = field(default_factory=dict)  # label -> standard deviations
+    variation_amount: float = 1.0
+    blend: tuple[str, str, float] | None = None  # (file a, file b, amount 0..1)
+    format: str = "wav"
+    bits: int = 16
+    rate: int | None = None  # None: the model's rate
+    gl_iters: int = GENERATION_GL_ITERS
+
+    @property
+    def audio_format(self) -> AudioFormat:
+        return AudioFormat.parse(self.format, self.bits, self.rate)
+
+    def settings(self) -> GenerationSettings:
+        return GenerationSettings(seed=self.seed, variations=self.variations, duration_s=self.duration_s,
+                                  controls=dict(self.controls), variation_amount=self.variation_amount,
+                                  blend=Blend(*self.blend) if self.blend else None, gl_iters=self.gl_iters)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "seed": self.seed, "variations": self.variations, "duration_s": self.duration_s,
+                "controls": dict(self.controls), "variation_amount": self.variation_amount,
+                "blend": list(self.blend) if self.blend else None, "format": self.format, "bits": self.bits,
+                "rate": self.rate, "gl_iters": self.gl_iters}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SoundRequest":
+        blend = data.get("blend")
+        return cls(model=data["model"], seed=data["seed"], variations=data.get("variations", 1),
+                   duration_s=data.get("duration_s", 2.0), controls=dict(data.get("controls") or {}),
+                   variation_amount=data.get("variation_amount", 1.0), blend=tuple(blend) if blend else None,
+                   format=data.get("format", "wav"), bits=data.get("bits", 16), rate=data.get("rate"),
+                   gl_iters=data.get("gl_iters", GENERATION_GL_ITERS))
+
+
+@dataclass(frozen=True)
+class Sound:
+    sound_id: str
+    batch: str  # shared by the variations of one request
+    created: str  # ISO 8601, UTC
+    request: SoundRequest  # request.model is the model id
+    variation: int  # 1-based
+    model_name: str  # the model's name when the sound was made
+    model_epoch: int  # the checkpoint epoch it was made with
+    sample_rate: int  # of the stored file
+    duration_s: float
+    file_name: str
+    sound_dir: Path
+
+    @property
+    def audio_path(self) -> Path:
+        return self.sound_dir / self.file_name
+
+    @property
+    def waveform_path(self) -> Path:
+        return self.sound_dir / WAVEFORM_FILE
+
+    @property
+    def mime_type(self) -> str:
+        return self.request.audio_format.mime_type
+
+    @property
+    def title(self) -> str:
+        return f"{self.model_name} seed {self.request.seed} v{self.variation}"
+
+    def to_dict(self) -> dict:
+        return {"id": self.sound_id, "batch": self.batch, "created": self.created, "params": self.request.to_dict(),
+                "variation": self.variation, "model_name": self.model_name, "model_epoch": self.model_epoch,
+                "sample_rate": self.sample_rate, "duration_s": self.duration_s, "file": self.file_name}
+
+
+# -- making sounds ----------------------------------------------------------
+
+def validate_request(data_dir: Path, request: SoundRequest) -> tuple[ModelInfo, SoundRequest]:
+    """Resolve the model and check every parameter that can be checked without loading it
+    (raises a ValueError subclass with a clear sentence). Returns the model and the request
+    with `model` set to its id. Control labels and blend files are checked against the
+    stored analysis when there is one (else when `render` has made it)."""
+    from dataclasses import replace
+
+    from ..generation.analysis import load_analysis
+
+    model = resolve_model(data_dir, request.model)
+    fmt = request.audio_format  # ExportError for a bad format, bit depth or rate
+    settings = request.settings()
+    analysis = load_analysis(model.run_dir) if (settings.controls or settings.blend) else None
+    if analysis is None:
+        settings = replace(settings, controls={}, blend=None)
+    settings.validated(analysis)
+    return model, replace(request, model=model.model_id, format=fmt.format, bits=fmt.bits, rate=fmt.rate)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Samples made from a request, not stored anywhere."""
+    model: ModelInfo
+    model_epoch: int  # of the checkpoint used
+    sample_rate: int  # of the waves (the model's)
+    waves: dict  # variation (1-based) -> float32 mono numpy array
+    request: SoundRequest  # as validated, `model` set to the model id
+
+
+def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progress: Progress | None = None,
+           variations: list[int] | None = None) -> Rendered:
+    """Make the samples of a request (all its variations, or just `variations`)."""
+    from ..generation.synth import generate_variation
+
+    model, request = validate_request(data_dir, request)
+    _use_app_threads()
+    trained, analysis = _load(model, device)
+    settings = request.settings().validated(analysis)
+    wanted = variations or list(range(1, settings.variations + 1))
+    waves = {}
+    for done, variation in enumerate(wanted, start=1):
+        waves[variation] = generate_variation(trained, analysis, settings, variation - 1)
+        if progress:
+            progress(done, len(wanted))
+    return Rendered(model, trained.epoch, trained.spec.sample_rate, waves, request)
+
+
+def generate_sounds(data_dir: Path, request: SoundRequest, *, device: str = "cpu",
+                    progress: Progress | None = None) -> list[Sound]:
+    """Make the request's variations and keep each as a sound in the library."""
+    from ..generation.export import encode_audio
+
+    fmt = request.audio_format
+    made = render(data_dir, request, device=device, progress=progress)
+    rate = made.sample_rate
+    batch = _new_batch_id()
+    created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    sounds = []
+    for variation, wave in made.waves.items():
+        sound_id = f"{batch}-v{variation}"
+        folder = sounds_root(data_dir) / sound_id
+        sound = Sound(sound_id=sound_id, batch=batch, created=created, request=made.request, variation=variation,
+                      model_name=made.model.name, model_epoch=made.model_epoch, sample_rate=fmt.output_rate(rate),
+                      duration_s=len(wave) / rate, file_name="sound" + fmt.extension, sound_dir=folder)
+        atomic_write_bytes(sound.audio_path, encode_audio(wave, rate, fmt))
+        picture = waveform_svg(wave, label=f"Waveform of {sound.title}, {sound.duration_s:.1f} s")
+        atomic_write_bytes(sound.waveform_path, picture.encode("utf-8"))
+        atomic_write_json(folder / SOUND_FILE, sound.to_dict())  # last: a folder without it is not listed
+        sounds.append(sound)
+    return sounds
+
+
+def regenerate(data_dir: Path, sound_id: str, *, device: str = "cpu"):
+    """(float32 samples, sample rate): a stored sound made again from its parameters, at the
+    model's rate, before any file encoding. Refused if its model has been trained further."""
+    sound = load_sound(data_dir, sound_id)
+    made = render(data_dir, sound.request, device=device, variations=[sound.variation])
+    if made.model_epoch != sound.model_epoch:
+        raise SoundError(f"Model {made.model.name!r} has been trained further since this sound was made "
+                         f"(epoch {sound.model_epoch}, now {made.model_epoch}), so it cannot be made again exactly.")
+    return made.waves[sound.variation], made.sample_rate
+
+
+def export_sound(data_dir: Path, sound_id: str, fmt: AudioFormat, *, device: str = "cpu") -> bytes:
+    """The sound as a file in another format: made again from its parameters when its model is
+    unchanged (no double quantisation), else converted from the stored file."""
+    from ..generation.export import encode_audio
+
+    sound = load_sound(data_dir, sound_id)
+    if fmt == sound.request.audio_format:
+        return sound.audio_path.read_bytes()
+    try:
+        wave, rate = regenerate(data_dir, sound_id, device=device)
+    except (SoundError, ValueError):
+        import soundfile as sf
+
+        wave, rate = sf.read(str(sound.audio_path), dtype="float32")
+    return encode_audio(wave, rate, fmt)
+
+
+def download_name(sound: Sound, fmt: AudioFormat | None = None) -> str:
+    """A file name for the sound in `fmt` (default: as stored): model-seed7-v2.wav."""
+    return sound_file_name(sound.model_name, sound.request.seed, sound.variation, fmt or sound.request.audio_format)
+
+
+def sound_file_name(model_name: str, seed: int, variation: int, fmt: AudioFormat) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}-seed{seed}-v{variation}").strip("-.")
+    return (stem or f"sound-seed{seed}-v{variation}") + fmt.extension
+
+
+# -- the library ------------------------------------------------------------
+
+def sounds_root(data_dir: Path) -> Path:
+    return Path(data_dir) / SOUNDS_DIR
+
+
+def list_sounds(data_dir: Path, model_id: str | None = None) -> list[Sound]:
+    """Every kept sound, newest request first, variations in order; unreadable ones skipped."""
+    root = sounds_root(data_dir)
+    if not root.is_dir():
+        return []
+    sounds = []
+    for entry in root.iterdir():
+        if not _SOUND_ID_RE.match(entry.name):
+            continue
+        try:
+            sound = _read_sound(entry)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if model_id is None or sound.request.model == model_id:
+            sounds.append(sound)
+    sounds.sort(key=lambda s: s.variation)
+    sounds.sort(key=lambda s: (s.created, s.batch), reverse=True)
+    return sounds
+
+
+def load_sound(data_dir: Path, sound_id: str) -> Sound:
+    if not _SOUND_ID_RE.match(sound_id or ""):
+        raise UnknownSound(f"{sound_id!r} is not a sound id.")
+    try:
+        return _read_sound(sounds_root(data_dir) / sound_id)
+    except FileNotFoundError:
+        raise UnknownSound(f"There is no sound {sound_id!r}; it may have been deleted.") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SoundError(f"The record of sound {sound_id!r} is unreadable.") from None
+
+
+def delete_sound(data_dir: Path, sound_id: str) -> None:
+    sound = load_sound(data_dir, sound_id)
+    (sound.sound_dir / SOUND_FILE).unlink()  # first: a half-deleted folder is no longer listed
+    shutil.rmtree(sound.sound_dir, ignore_errors=True)
+
+
+# -- internals --------------------------------------------------------------
+
+def _read_sound(folder: Path) -> Sound:
+    data = read_json(folder / SOUND_FILE)
+    return Sound(sound_id=data["id"], batch=data["batch"], created=data["created"],
+                 request=SoundRequest.from_dict(data["params"]), variation=int(data["variation"]),
+                 model_name=data.get("model_name", ""), model_epoch=int(data.get("model_epoch", 0)),
+                 sample_rate=int(data["sample_rate"]), duration_s=float(data["duration_s"]), file_name=data["file"],
+                 sound_dir=folder)
+
+
+def _new_batch_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+
+
+def _use_app_threads() -> None:
+    """The CPU thread count changes float rounding in convolutions and matmuls, so every
+    generation (web or CLI) runs with the app's one policy (what training uses too)."""
+    import torch
+
+    from ..training.runner import torch_threads
+
+    if torch.get_num_threads() != torch_threads():
+        torch.set_num_threads(torch_threads())
+
+
+# One loaded model (and its analysis) is kept: the Generate tab makes sound after
+# sound with the same model, and a checkpoint load costs more than a short sound.
+_cache_lock = threading.Lock()
+_cached: dict = {}
+
+
+def _load(model: ModelInfo, device: str):
+    from ..generation.controls import ensure_analysis
+    from ..generation.loading import load_trained_model
+    from ..training.checkpoints import get_best_checkpoint
+
+    checkpoint = get_best_checkpoint(model.run_dir)
+    if checkpoint is None:
+        raise SoundError(f"Model {model.name!r} has no checkpoint.")
+    stat = checkpoint.stat()
+    key = (str(model.run_dir), str(checkpoint), stat.st_mtime_ns, stat.st_size, str(device))
+    with _cache_lock:
+        hit = _cached.get(key)
+        if hit is None:
+            trained = load_trained_model(model.run_dir, "best", device)
+            analysis = ensure_analysis(model.run_dir, trained, progress=None)
+            _cached.clear()
+            _cached[key] = hit = (trained, analysis)
+    return hit
+

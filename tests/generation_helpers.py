@@ -1,0 +1,68 @@
+"""A tiny model trained on the demo dataset, shared by the generation, library and
+CLI-generate tests (imported by them; not a pytest conftest).
+
+Training takes ~10 s on one CPU thread, so it happens once per test process:
+the first module to ask trains into a template data directory, and every
+module works on its own copy of it (they rename and delete things).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Chosen by measurement: this size and length (augmentation off, so 60 epochs
+# learn enough) gives a latent space with a brightness-labelled control on the
+# demo set; 40 epochs gave only attack/texture.
+TINY_MODEL = dict(epochs=60, width=48, latent_dim=16, batch_size=8, learning_rate=3e-3, dropout=0.0,
+                  augment=False, augment_pitch_bins=0, preview_every=1000, checkpoint_every=1000)
+
+_template: dict[str, Path] = {}
+
+
+def trained_template(tmp_path_factory) -> Path:
+    """The data directory of a completed tiny run on the demo set (trained once per process)."""
+    if "data" not in _template:
+        from sda_web.audio.demo import write_demo_sounds
+        from sda_web.datasets import import_folder
+        from sda_web.training import TrainingRunner, get_adaptive_config
+
+        root = tmp_path_factory.mktemp("demo-model")
+        write_demo_sounds(root / "demo")
+        data = root / "data"
+        manifest = import_folder(data, root / "demo", name="demo")
+        config = get_adaptive_config(manifest.file_count).with_overrides(**TINY_MODEL)
+        finished = []
+        runner = TrainingRunner(data)
+        runner.start("demo", config, finished.append)
+        assert runner.wait(timeout=300)
+        assert finished[-1].outcome == "completed", finished[-1].error
+        _template["data"] = data
+    return _template["data"]
+
+
+def copy_of_trained(tmp_path_factory, name: str = "data") -> Path:
+    copy = tmp_path_factory.mktemp(name) / "data"
+    shutil.copytree(trained_template(tmp_path_factory), copy)
+    return copy
+
+
+def spectral_centroid(wave: np.ndarray, sample_rate: int) -> float:
+    """Power-weighted mean frequency (Hz) of the whole sound."""
+    spectrum = torch.stft(torch.as_tensor(wave, dtype=torch.float32), 1024, 256, window=torch.hann_window(1024),
+                          return_complex=True).abs().square()
+    freqs = torch.linspace(0, sample_rate / 2, spectrum.shape[0])
+    return float((spectrum * freqs[:, None]).sum() / spectrum.sum().clamp(min=1e-20))
+
+
+def seam_jump_ratio(wave: np.ndarray, seams: list[int], guard: int = 24) -> float:
+    """Largest sample-to-sample jump within 2 samples of a seam, over the 99.9th percentile
+    of the jumps everywhere else (more than `guard` samples from any seam)."""
+    jumps = np.abs(np.diff(wave.astype(np.float64)))
+    at_seams = max(jumps[s - 2:s + 2].max() for s in seams)
+    elsewhere = np.ones(len(jumps), dtype=bool)
+    for s in seams:
+        elsewhere[max(0, s - guard):s + guard] = False
+    return float(at_seams / max(np.percentile(jumps[elsewhere], 99.9), 1e-12))
