@@ -57,8 +57,8 @@ def test_garbage_with_a_wav_extension_is_not_audio(tmp_path):
     assert "not an audio file" in rejected_reason(path).lower()
 
 
-def test_missing_file_is_not_audio(tmp_path):
-    assert "not an audio file" in rejected_reason(tmp_path / "nope.wav").lower()
+def test_missing_file_says_it_could_not_be_read(tmp_path):
+    assert "could not be read" in rejected_reason(tmp_path / "nope.wav")
 
 
 def test_empty_file_is_rejected(tmp_path):
@@ -128,3 +128,39 @@ def test_loading_at_the_file_rate_skips_resampling(tmp_path):
     sf.write(path, tone(0.2, rate=24000), 24000, subtype="FLOAT")
     mono = load_mono(path, 24000)
     np.testing.assert_allclose(mono, tone(0.2, rate=24000).astype(np.float32), atol=1e-7)
+
+
+def test_a_zero_byte_file_says_it_is_empty(tmp_path):
+    path = tmp_path / "nothing.wav"
+    path.write_bytes(b"")
+    assert rejected_reason(path) == "It is empty (0 bytes)."
+
+
+def test_a_one_sample_file_is_too_short_in_samples(tmp_path):
+    path = tmp_path / "one.wav"
+    sf.write(path, np.array([0.5], dtype=np.float32), 48000)
+    assert "too short (1 sample)" in rejected_reason(path)
+
+
+def test_a_wav_cut_short_is_rejected_as_damaged(tmp_path):
+    path = tmp_path / "cut.wav"
+    sf.write(path, tone(1.0), 48000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert "cut short: only 50% of its audio data" in rejected_reason(path)
+
+
+def test_a_damaged_ogg_says_damaged_not_not_audio(tmp_path):
+    path = tmp_path / "cut.ogg"
+    sf.write(path, tone(1.0), 48000, format="OGG")
+    path.write_bytes(path.read_bytes()[:60])
+    assert "damaged or cut short" in rejected_reason(path)
+
+
+def test_load_mono_mixes_many_channels_block_by_block(tmp_path):
+    path = tmp_path / "many.wav"
+    wave = np.tile(tone(0.5, rate=24000)[:, None], (1, 32)).astype(np.float32)
+    wave[:, 1::2] = 0.0
+    sf.write(path, wave, 24000, subtype="FLOAT")
+    mono = load_mono(path, 24000)
+    assert mono.shape == (12000,) and np.allclose(mono, wave[:, 0] / 2, atol=1e-6)

@@ -145,3 +145,12 @@ def test_server_side_modules_do_not_import_torch():
     code = "import sys, sda_web.datasets, sda_web.audio.io, sda_web.audio.demo; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_file_with_a_lying_extension_is_stored_under_its_real_format(data_dir, tmp_path):
+    folder = tmp_path / "lying"
+    folder.mkdir()
+    t = np.arange(24000) / 24000
+    sf.write(folder / "actually-flac.wav", (0.5 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 24000, format="FLAC")
+    manifest = import_folder(data_dir, folder, name="lying")
+    assert [f.name for f in manifest.files] == ["actually-flac.flac"] and manifest.files[0].format == "FLAC"

@@ -27,6 +27,10 @@ FEATURE_RATE = 24_000
 READ_BLOCK = 65_536
 
 _NOT_AUDIO = "Not an audio file soundfile can read (WAV, FLAC, OGG, MP3 or AIFF)."
+# The first bytes of the formats we read: a file that starts like one of them
+# but cannot be opened is damaged, not "not audio".
+_MAGIC = ((b"RIFF", "WAV"), (b"RF64", "WAV"), (b"fLaC", "FLAC"), (b"OggS", "OGG"), (b"FORM", "AIFF"),
+          (b"ID3", "MP3"), (b"\xff\xfb", "MP3"), (b"\xff\xf3", "MP3"), (b"\xff\xf2", "MP3"))
 
 
 class AudioRejected(Exception):
@@ -59,8 +63,17 @@ def inspect_audio(path, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
     """Read the whole file (block by block) and return its facts, or raise AudioRejected."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioRejected(f"It could not be read ({exc.strerror or exc}).") from None
+    if size == 0:
+        raise AudioRejected("It is empty (0 bytes).")
+    try:
         info = sf.info(str(path))
     except Exception:
+        kind = _looks_like(path)
+        if kind:
+            raise AudioRejected(f"It starts like a {kind} file but cannot be decoded; it seems damaged or cut short.") from None
         raise AudioRejected(_NOT_AUDIO) from None
 
     rate, channels = int(info.samplerate), int(info.channels)
@@ -72,6 +85,8 @@ def inspect_audio(path, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioRejected(f"It has {channels} channels; at most {MAX_CHANNELS} are supported.")
     _check_length(int(info.frames), rate, max_seconds)
+    if str(info.format).upper() == "WAV":
+        _check_wav_complete(path, size)
 
     frames, peak, finite = 0, 0.0, True
     try:
@@ -105,10 +120,37 @@ def _check_length(frames: int, rate: int, max_seconds: float) -> None:
             f"It is {_fmt_seconds(frames / rate)} long; the limit per file is {_fmt_seconds(max_seconds)}."
         )
     if frames < min_frames(rate):
-        raise AudioRejected(
-            f"It is too short ({1000 * frames / rate:.1f} ms); a sound must be at least "
-            f"{min_duration_ms()} ms long."
-        )
+        length = f"{1000 * frames / rate:.1f} ms" if frames * 1000 >= rate else f"{frames} sample{'s' * (frames != 1)}"
+        raise AudioRejected(f"It is too short ({length}); a sound must be at least {min_duration_ms()} ms long.")
+
+
+def _looks_like(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def _check_wav_complete(path: Path, size: int) -> None:
+    """libsndfile silently reads a WAV whose data chunk was cut short (an
+    interrupted copy or download); compare the size its header declares with
+    the bytes that are really there."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return  # RF64 and friends: trust libsndfile
+        offset = 12
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if chunk_id == b"data":
+                if chunk_size != 0xFFFFFFFF and offset + 8 + chunk_size > size:
+                    have = 100 * (size - offset - 8) / max(chunk_size, 1)
+                    raise AudioRejected(f"The file is cut short: only {have:.0f}% of its audio data is there.")
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -121,12 +163,17 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def load_mono(path, sample_rate: int) -> np.ndarray:
-    """The file as float32 mono (channels averaged) at `sample_rate`."""
+    """The file as float32 mono (channels averaged) at `sample_rate`.
+
+    Read and mixed down block by block, so a many-channel file never sits in
+    memory with all its channels at once."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        rate = sf.info(str(path)).samplerate
+        blocks = [block.mean(axis=1, dtype=np.float32)
+                  for block in sf.blocks(str(path), blocksize=READ_BLOCK, dtype="float32", always_2d=True)]
     except Exception:
         raise AudioRejected(_NOT_AUDIO) from None
-    mono = np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
+    mono = np.ascontiguousarray(np.concatenate(blocks) if blocks else np.zeros(0, np.float32))
     if int(rate) == int(sample_rate) or len(mono) == 0:
         return mono
     return resample(mono, int(rate), int(sample_rate))

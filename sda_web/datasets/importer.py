@@ -180,9 +180,8 @@ def _sha256_of(path: Path) -> str:
 def _unique_name(source_name: str, fmt: str, used: set[str]) -> str:
     """A safe file name from the source's base name, not colliding with `used` (case-insensitive)."""
     source = Path(source_name.replace("\\", "/"))
-    suffix = source.suffix.lower()
-    if suffix not in AUDIO_EXTENSIONS:
-        suffix = _FORMAT_EXTENSIONS.get(fmt.upper(), ".wav")
+    # The stored name says what the file really is (FLAC bytes named .wav are stored as .flac).
+    suffix = _FORMAT_EXTENSIONS.get(fmt.upper()) or (source.suffix.lower() if source.suffix.lower() in AUDIO_EXTENSIONS else ".wav")
     stem = unicodedata.normalize("NFKD", source.stem).encode("ascii", "ignore").decode("ascii")
     stem = re.sub(r"\s+", "-", stem.strip())
     stem = re.sub(r"[^A-Za-z0-9._-]", "", stem)
