@@ -11,7 +11,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from ..datasets import DatasetError, list_datasets
-from ..training.config import ConfigError
+from ..storage import read_json
+from ..training.config import ConfigError, TrainingConfig
 from ..training.runs import RunError, list_previews, load_history, load_run, run_dir_for
 from . import fragments
 from .bounds import query_choice, query_flag, read_form
@@ -151,7 +152,7 @@ async def train_start(request: Request):
 
     async with app.state.start_lock:
         runner = get_runner(app)
-        if runner.is_running or hub.view.running:
+        if runner.is_running:  # the runner, not the view: a view can lag behind a run that just ended
             return await _form_response(request, form, 409, _busy_message(hub.view))
         previous, token = hub.view, hub.new_token()
         config = form.config
@@ -203,7 +204,7 @@ async def train_resume(request: Request):
 
     async with app.state.start_lock:
         runner = get_runner(app)
-        if runner.is_running or hub.view.running:
+        if runner.is_running:
             return await _message_response(request, _busy_message(hub.view), 409)
         try:
             info = await asyncio.to_thread(load_run, app.state.data_dir, run_id)
@@ -219,12 +220,17 @@ async def train_resume(request: Request):
         def read_past():
             history = [m for m in load_history(info.run_dir) if m.epoch <= info.epochs_done]
             previews = [p for p in list_previews(info.run_dir) if p.epoch <= info.epochs_done]
-            return history, previews
+            try:  # only for the "next preview at epoch N" hint
+                config = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
+                preview_every = config.with_overrides(epochs=epochs).preview_every
+            except (OSError, ValueError, TypeError):
+                preview_every = None
+            return history, previews, preview_every
 
-        history, previews = await asyncio.to_thread(read_past)
+        history, previews, preview_every = await asyncio.to_thread(read_past)
         previous, token = hub.view, hub.new_token()
         hub.begin(token, run_id=run_id, dataset=info.dataset, total_epochs=epochs or info.total_epochs,
-                  history=history, previews=previews)
+                  history=history, previews=previews, preview_every=preview_every)
         try:
             await asyncio.to_thread(runner.resume, run_id, hub.callback_for(token), epochs=epochs)
         except Exception as exc:
