@@ -19,6 +19,15 @@ TEMPLATES_DIR = REPO_ROOT / "templates"
 STATIC_DIR = REPO_ROOT / "static"
 
 
+def check_assets() -> None:
+    """templates/ and static/ live beside the package (the project's fixed layout),
+    so the app runs from a source checkout (`make setup` installs it editable)."""
+    missing = [p.name for p in (TEMPLATES_DIR, STATIC_DIR) if not p.is_dir()]
+    if missing:
+        raise RuntimeError(f"sda-web's {' and '.join(missing)} folder(s) are missing next to the package; "
+                           "run it from a source checkout installed with `make setup` (pip install -e .).")
+
+
 def normalise_root_path(root_path: str | None) -> str:
     """'' or '/prefix' (leading slash, no trailing slash)."""
     root_path = (root_path or "").strip()
