@@ -6,7 +6,7 @@ model can never be decoded with features other than those it was trained on.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ class TrainedModel:
     shape: ModelShape
     epoch: int
     device: torch.device
+    makeup_gains: dict = field(default_factory=dict)  # generation's level, computed once (synth.makeup_gain)
 
     @property
     def frames(self) -> int:

@@ -32,7 +32,15 @@ from .inverse import NNLS_UPDATES, griffin_lim, mel_to_power
 from .loading import TrainedModel
 from .settings import GENERATION_GL_ITERS, Blend, GenerationSettings
 
-PEAK_LIMIT = 0.98  # only louder output is scaled down (to PEAK_LIMIT); otherwise the model's level stands
+PEAK_LIMIT = 0.98  # louder output is scaled down to this peak
+# Make-up gain, one per model: the dataset's own sounds (decoded from their
+# mean latents) are scaled to peak at REFERENCE_PEAK (-6 dBFS) on median. A
+# model of short decaying sounds otherwise speaks at -40..-16 dBFS. It is a
+# fixed gain per model, so the loudness control and the level differences
+# between requests survive; it only ever boosts, by at most MAX_MAKEUP (+40 dB).
+REFERENCE_PEAK = 0.5
+REFERENCE_FILES = 6
+MAX_MAKEUP = 100.0
 FADE_IN_S, FADE_OUT_S = 0.002, 0.010  # the first and last samples start and end at zero
 KEY_SPACING = 4  # segments between key latents: 4 hops of half a 1.02 s segment ~ 2 s
 
@@ -67,6 +75,7 @@ def generate(model: TrainedModel, analysis: LatentAnalysis | None, *, seed: int,
                                   controls=dict(controls or {}), variation_amount=variation_amount, blend=blend,
                                   gl_iters=gl_iters).validated(analysis)
     waves = []
+    makeup_gain(model, analysis)  # once per model, before any timing
     for index in range(settings.variations):
         waves.append(generate_variation(model, analysis, settings, index, timings))
         if progress:
@@ -98,7 +107,30 @@ def generate_variation(model: TrainedModel, analysis: LatentAnalysis | None, set
     timings.mel_inverse_s += t2 - t1
     timings.griffin_lim_s += t3 - t2
     timings.audio_s += samples / spec.sample_rate
-    return _finish(wave, samples, spec.sample_rate)
+    return _finish(wave * np.float32(makeup_gain(model, analysis)), samples, spec.sample_rate)
+
+
+@torch.no_grad()
+def makeup_gain(model: TrainedModel, analysis: LatentAnalysis | None) -> float:
+    """The model's fixed make-up gain (computed once per model and analysis, kept on the model)."""
+    key = analysis is not None
+    cached = model.makeup_gains.get(key)
+    if cached is not None:
+        return cached
+    if analysis is not None and analysis.file_latents:
+        names = sorted(analysis.file_latents)[:REFERENCE_FILES]
+        latents = np.asarray([analysis.file_latents[n] for n in names], dtype=np.float32)
+    else:
+        latents = np.zeros((1, model.shape.latent_dim), np.float32)
+    log_mels = model.stats.denormalise(model.model.decode(torch.from_numpy(latents).to(model.device))).float()
+    peaks = []
+    for log_mel in log_mels:
+        power = mel_to_power(torch.exp(log_mel.clamp(max=30.0)), model.spec, NNLS_UPDATES)
+        peaks.append(float(griffin_lim(power, model.spec, GENERATION_GL_ITERS).abs().max()))
+    peak = float(np.median(peaks))
+    gain = float(min(MAX_MAKEUP, max(1.0, REFERENCE_PEAK / peak))) if peak > 0 else 1.0
+    model.makeup_gains[key] = gain
+    return gain
 
 
 def segment_layout(frames_needed: int, segment: int) -> tuple[int, int]:

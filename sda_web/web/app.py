@@ -18,10 +18,11 @@ from starlette.staticfiles import StaticFiles
 
 from ..storage import resolve_data_dir
 from . import guard, routes_data, routes_pages, routes_train
+from . import routes_generate, routes_library  # the Generate and Library tabs
 from .hub import LiveHub
 from .imports import ImportJobs, UploadLimits
 from .common import error_handlers
-from .templating import STATIC_DIR, make_templates, normalise_root_path
+from .templating import STATIC_DIR, check_assets, make_templates, normalise_root_path
 
 
 def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None,
@@ -35,6 +36,7 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     must carry it (web/guard.py); without one, `local_only` answers only to
     loopback host names; `trusted_proxies`: addresses whose X-Forwarded-*
     headers are believed (then give uvicorn proxy_headers=False)."""
+    check_assets()
     data_dir = resolve_data_dir(data_dir)
     root_path = normalise_root_path(root_path)
 
@@ -42,6 +44,7 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
         *routes_pages.routes,
         *routes_data.routes,
         *routes_train.routes,
+        *routes_generate.routes, *routes_library.routes,
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
     templates = make_templates(Router(routes=routes), root_path)

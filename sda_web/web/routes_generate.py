@@ -1,0 +1,196 @@
+"""The Generate tab: pick a model, set its sound controls, make new sounds.
+
+Making sound is CPU-bound (torch, Griffin-Lim): it runs in a worker thread,
+one at a time per app (generation_slot), so the server keeps answering while
+it works and a second request is refused with a sentence (409). Without
+JavaScript the form posts, the browser waits, and a redirect shows the result
+(/generate?batch=...), whose settings fill the form again.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Route
+
+from .. import library
+from ..datasets import list_datasets
+from ..generation.analysis import LatentAnalysis, load_analysis
+from ..generation.settings import MAX_VARIATIONS
+from ..library import ModelInfo, UnknownModel, UnknownSound, list_models, load_sound
+from .bounds import query_text, read_form
+from .common import is_htmx, render, url
+from .generate_form import BIT_DEPTHS, CONTROL_ENDS, FORMATS, RATES, FormError, GenerateForm, new_seed, signed
+from .generation_slot import generation_slot
+from .sound_cards import Batch, batches, format_label
+
+log = logging.getLogger(__name__)
+
+MODEL_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,120}"  # a run id (training/runs.py)
+BATCH_PATTERN = r"[0-9]{8}-[0-9]{12}-[0-9a-f]{6}"  # library/sounds.py: one request's sounds
+
+
+@dataclass
+class GenerateView:
+    """Everything the Generate tab shows, read from disk in one go (in a thread)."""
+    models: list[ModelInfo]
+    model: ModelInfo | None
+    analysis: LatentAnalysis | None
+    form: GenerateForm | None
+    result: Batch | None = None
+    notice: str | None = None
+    has_datasets: bool = False
+
+
+def read_view(data_dir: Path, model_id: str | None = None, batch: str | None = None,
+              form: GenerateForm | None = None) -> GenerateView:
+    """The page for `model_id` (default the newest), showing `batch`'s sounds and settings
+    when given, or re-showing a submitted `form`. Blocking file reads: call in a thread."""
+    models = list_models(data_dir)
+    if not models:
+        return GenerateView(models=[], model=None, analysis=None, form=None,
+                            has_datasets=bool(list_datasets(data_dir)))
+    notice, result = None, None
+    if batch:
+        sounds = batch_sounds(data_dir, batch)
+        if sounds:
+            result = batches(sounds, models)[0]
+            if form is None and not model_id:
+                form = GenerateForm.from_request(sounds[0].request)
+        else:
+            notice = "Those sounds are no longer in the library; they were deleted."
+    wanted = form.model_id if form is not None else model_id
+    by_id = {m.model_id: m for m in models}
+    model = by_id.get(wanted) if wanted else models[0]
+    if model is None:
+        notice = "That model is no longer in the library; here is the newest one."
+        model = models[0]
+        if form is not None:
+            form.model_id = model.model_id
+    if form is None:
+        form = GenerateForm.defaults(model.model_id)
+    return GenerateView(models=models, model=model, analysis=load_analysis(model.run_dir), form=form,
+                        result=result, notice=notice, has_datasets=True)
+
+
+def batch_sounds(data_dir: Path, batch: str) -> list:
+    """The variations of one request, in order (those not deleted)."""
+    sounds = []
+    for variation in range(1, MAX_VARIATIONS + 1):
+        try:
+            sounds.append(load_sound(data_dir, f"{batch}-v{variation}"))
+        except (UnknownSound, ValueError):
+            continue
+    return sounds
+
+
+def _full_page(request: Request) -> bool:
+    """htmx asks for the fragment, except when it restores history (it needs the page)."""
+    return not is_htmx(request) or request.headers.get("hx-history-restore-request") == "true"
+
+
+def _respond(request: Request, view: GenerateView, status_code: int = 200, *, fragment: bool | None = None):
+    if view.model is None:
+        return _empty_state(request, view, status_code)
+    context = {"tab": "generate_page", "view": view, "form": view.form, "formats": FORMATS, "bit_depths": BIT_DEPTHS,
+               "rates": RATES, "signed": signed, "control_ends": CONTROL_ENDS, "format_label": format_label,
+               "back": "generate"}
+    fragment = (not _full_page(request)) if fragment is None else fragment
+    response = render(request, "partials/generate_work.html" if fragment else "generate.html", context,
+                      status_code=status_code)
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+def _empty_state(request: Request, view: GenerateView, status_code: int):
+    if view.has_datasets:
+        text = ("There is no trained model yet. Train one on your sounds first (even a few minutes of training "
+                "gives something to play with); it appears here as soon as it has a checkpoint.")
+        link, label = url(request, "train_page"), "Go to Train"
+    else:
+        text = ("There is nothing to generate from yet. Add a few of your sounds (or the demo sounds) on the Data "
+                "tab, train a model on them, and come back here to make new ones.")
+        link, label = url(request, "data_page"), "Go to the Data tab"
+    return render(request, "empty.html", {"tab": "generate_page", "heading": "No model to generate with",
+                                          "text": text, "link": link, "link_label": label}, status_code=status_code)
+
+
+# ---- pages -------------------------------------------------------------------
+
+async def generate_page(request: Request):
+    model_id = query_text(request, "model", pattern=MODEL_ID_PATTERN, label="model id")
+    batch = query_text(request, "batch", pattern=BATCH_PATTERN, label="result id")
+    view = await asyncio.to_thread(read_view, request.app.state.data_dir, model_id, batch)
+    return _respond(request, view)
+
+
+async def _form_failed(request: Request, form: GenerateForm, message: str, status_code: int, field: str | None = None):
+    form.error, form.error_field = message, field
+    view = await asyncio.to_thread(read_view, request.app.state.data_dir, form=form)
+    return _respond(request, view, status_code)
+
+
+# ---- actions -----------------------------------------------------------------
+
+async def generate_run(request: Request):
+    """Validate (fast, no torch), then make the sounds in a worker thread."""
+    app = request.app
+    data_dir = app.state.data_dir
+    form = GenerateForm.from_fields(await read_form(request))
+    try:
+        sound_request = form.to_request()
+        model, sound_request = await asyncio.to_thread(library.validate_request, data_dir, sound_request)
+    except FormError as exc:
+        return await _form_failed(request, form, str(exc), 422, exc.field)
+    except UnknownModel as exc:
+        return await _form_failed(request, form, str(exc), 404)
+    except ValueError as exc:  # the core's range, control, blend and format checks
+        return await _form_failed(request, form, str(exc), 422)
+
+    slot = generation_slot(app)
+    if not slot.claim(model.model_id):
+        return await _form_failed(request, form, slot.busy_message(), 409)
+    try:
+        # anyio's worker is not abandoned when the request is cancelled (client gone, shutdown):
+        # the slot is released only once the generation has really stopped.
+        sounds = await anyio.to_thread.run_sync(
+            functools.partial(library.generate_sounds, data_dir, sound_request, progress=slot.progress))
+    except ValueError as exc:
+        return await _form_failed(request, form, str(exc), 422)
+    except Exception as exc:  # torch, the disk: say so in the page, keep the details in the log
+        log.exception("generation failed")
+        return await _form_failed(request, form, f"Generation failed ({type(exc).__name__}: {exc}); "
+                                                 "nothing was kept. Try again, or try fewer or shorter sounds.", 500)
+    finally:
+        slot.release()
+
+    batch = sounds[0].batch
+    if not _full_page(request):
+        view = await asyncio.to_thread(read_view, data_dir, batch=batch)
+        response = _respond(request, view)
+        response.headers["HX-Push-Url"] = url(request, "generate_page") + f"?batch={batch}"
+        return response
+    return RedirectResponse(url(request, "generate_page") + f"?batch={batch}", status_code=303)
+
+
+async def generate_seed(request: Request):
+    """New seed: with htmx just the seed field; without, the whole form again as it was, with a fresh seed."""
+    form = GenerateForm.from_fields(await read_form(request))
+    form.seed = str(new_seed())
+    if not _full_page(request):
+        return render(request, "partials/seed_field.html", {"form": form})
+    view = await asyncio.to_thread(read_view, request.app.state.data_dir, form=form)
+    return _respond(request, view)
+
+
+routes = [
+    Route("/generate", generate_page, name="generate_page"),
+    Route("/generate", generate_run, methods=["POST"], name="generate_run"),
+    Route("/generate/seed", generate_seed, methods=["POST"], name="generate_seed"),
+]
