@@ -135,3 +135,55 @@ def test_disk_full_fails_clearly_and_keeps_what_was_saved(data_dir, tone_folder,
     again = type(event_log)()
     runner.resume(run_id, again, epochs=payload["epoch"] + 1)
     assert again.wait_for(finished).outcome == "completed"
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_of_the_server_mid_run_then_restart_resumes_from_the_page(tmp_path):
+    import httpx
+
+    from conftest_web import free_port, make_dataset
+    from test_web_e2e import first_answer, launch, stop
+
+    data = tmp_path / "data"
+    make_dataset(data, "tiny", count=4, tmp=tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = launch(data, port)
+    try:
+        first_answer(port, "/train")
+        form = {"preset": "balanced", "epochs": "400", "learning_rate": "0.001", "dropout": "0.1",
+                "weight_decay": "0.0001", "kl_weight_max": "0.1"}
+        assert httpx.post(f"{base}/train/start", data=form, timeout=30).status_code == 303
+        deadline = time.monotonic() + 120
+        while not (list_runs(data) and list_runs(data)[0].epochs_done >= 2):
+            assert time.monotonic() < deadline, "the run never checkpointed"
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGKILL)
+        server.communicate()
+
+    run = list_runs(data)[0]
+    saved = load_checkpoint(get_latest_checkpoint(run.run_dir))
+    server = launch(data, port)
+    try:
+        first_answer(port, "/train")
+        page = httpx.get(f"{base}/train", timeout=10).text
+        assert "Interrupted" in page and "Resume Training" in page and f'value="{run.run_id}"' in page
+        r = httpx.post(f"{base}/train/resume", data={"run_id": run.run_id, **form}, timeout=30)
+        assert r.status_code in (200, 303), r.text
+        deadline = time.monotonic() + 120
+        while load_run(data, run.run_id).epochs_done < saved["epoch"] + 1:
+            assert time.monotonic() < deadline, "the resumed run never checkpointed"
+            time.sleep(0.1)
+        httpx.post(f"{base}/train/cancel", timeout=30)
+        deadline = time.monotonic() + 60
+        while load_run(data, run.run_id).status == "running":
+            assert time.monotonic() < deadline, "cancel did not end the run"
+            time.sleep(0.1)
+    finally:
+        out = stop(server)
+    assert "Traceback" not in out, out
+    history = load_history(run.run_dir)
+    epochs = [m.epoch for m in history]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > saved["epoch"]
+    assert [m.to_dict() for m in history[: saved["epoch"]]] == saved["history"]
