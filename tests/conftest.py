@@ -50,6 +50,12 @@ def data_dir(tmp_path):
     return path
 
 
+@pytest.fixture
+def data(data_dir):
+    """The same empty data directory, under the short name the web tests use."""
+    return data_dir
+
+
 class EventLog:
     """Collects runner events from the training thread; lets a test wait for one."""
 

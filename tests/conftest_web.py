@@ -5,10 +5,16 @@ live in tests/conftest.py, which belongs to the core).
 """
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import soundfile as sf
 
@@ -141,3 +147,35 @@ def require_real_part(path_or_name: str, what: str, module: str | None = None) -
             pytest.fail(f"CI must run this test, but {missing}.")
         pytest.skip(missing)
     return found
+
+
+# ---- a real server in a subprocess ----------------------------------------------
+
+def launch(data_dir, port: int, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SDA_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sda_web.web.serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def first_answer(port: int, path: str = "/", timeout: float = 20.0) -> float:
+    """Seconds until the server answers `path` (polled every 10 ms)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1.0)
+            return time.monotonic() - t0
+        except httpx.TransportError:
+            time.sleep(0.01)
+    raise AssertionError("the server did not answer")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""

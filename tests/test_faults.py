@@ -141,8 +141,7 @@ def test_disk_full_fails_clearly_and_keeps_what_was_saved(data_dir, tone_folder,
 def test_kill_9_of_the_server_mid_run_then_restart_resumes_from_the_page(tmp_path):
     import httpx
 
-    from conftest_web import free_port, make_dataset
-    from test_web_e2e import first_answer, launch, stop
+    from conftest_web import first_answer, free_port, launch, make_dataset, stop
 
     data = tmp_path / "data"
     make_dataset(data, "tiny", count=4, tmp=tmp_path)

@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from sda_web.audio.features import MelSpec, log_mel, mel_to_waveform

@@ -2,9 +2,7 @@
 run started through the HTTP form and watched through a real WebSocket client."""
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -14,39 +12,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from conftest_web import free_port, make_dataset
+from conftest_web import first_answer, free_port, launch, make_dataset, stop
 
 STARTUP_BOUND_S = 3.0  # the target is 1.5 s; this machine is shared and noisy
-
-
-def launch(data_dir, port: int, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SDA_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "sda_web.web.serve", "--port", str(port), "--data-dir", str(data_dir), *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
-def first_answer(port: int, path: str = "/", timeout: float = 20.0) -> float:
-    """Seconds until the server answers `path` (polled every 10 ms)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1.0)
-            return time.monotonic() - t0
-        except httpx.TransportError:
-            time.sleep(0.01)
-    raise AssertionError("the server did not answer")
-
-
-def stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
 
 
 @pytest.mark.timeout(60)

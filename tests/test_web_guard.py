@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hmac
 import io
-import os
 import re
 import socket
 from contextlib import redirect_stdout
@@ -288,25 +287,12 @@ def test_every_file_route_refuses_paths_out_of_the_data_dir(open_client, planted
 
 def test_raw_dot_segments_on_a_real_server(planted):
     """httpx would normalise '..' away; a raw socket sends the path as written."""
-    import subprocess
-    import sys
-    import time
-
-    from conftest_web import free_port
+    from conftest_web import first_answer, free_port, launch
 
     port = free_port()
-    env = {**os.environ, "SDA_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sda_web.web.serve", "--port", str(port), "--data-dir",
-                             str(planted / "data")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = launch(planted / "data", port)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        first_answer(port)
         for path in ("/static/../../secret.txt", "/static/../pyproject.toml", "/static/css/../../../pyproject.toml",
                      "/static//etc/passwd", "/static/%2e%2e/%2e%2e/secret.txt", "/train/runs/../../secret.txt",
                      "/train/runs/run-1/previews/../../../secret.txt", "/../secret.txt", "//etc/passwd",

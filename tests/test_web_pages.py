@@ -16,13 +16,6 @@ HX = {"HX-Request": "true"}
 
 
 @pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def runner():
     return ScriptedRunner()
 

@@ -5,8 +5,6 @@ import hashlib
 import io
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
 
-from conftest_web import ScriptedRunner, free_port
+from conftest_web import ScriptedRunner, first_answer, free_port, launch
 from sda_web.web.app import create_app
 from sda_web.web.imports import UploadLimits, fmt_size
 
@@ -50,13 +48,6 @@ def leftovers(data) -> list[str]:
     found = [p.name for p in (data / ".uploads").iterdir()] if (data / ".uploads").exists() else []
     found += [str(p) for p in data.rglob("*.part")] + [str(p) for p in data.rglob("*.tmp")]
     return found
-
-
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -187,18 +178,9 @@ def test_an_aborted_upload_keeps_the_whole_files_and_leaves_nothing_stray(tmp_pa
     """A real server, a real socket that hangs up in the middle of the second file."""
     data = tmp_path / "data"
     port = free_port()
-    env = {**os.environ, "SDA_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "sda_web.web.serve", "--port", str(port), "--data-dir", str(data)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = launch(data, port)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.05)
+        first_answer(port)
         second = good(330)
         part = (b"--BB\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\ncut\r\n"
                 b"--BB\r\nContent-Disposition: form-data; name=\"files\"; filename=\"whole.wav\"\r\n"
