@@ -45,6 +45,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _bench_common import count_steps_per_epoch, make_dataset  # noqa: E402  (bench/ is on the path)
+
 FORM = {"preset": "balanced", "learning_rate": "0.001", "dropout": "0.1", "weight_decay": "0.0001",
         "kl_weight_max": "0.1"}
 FINISHED = re.compile(r'class="banner (ok|warn|bad)"')
@@ -64,25 +66,12 @@ def run_server(port: int, data_dir: str) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from sda_web.training.events import StepProgress
     from sda_web.web.app import create_app
     from sda_web.web.serve import PER_MESSAGE_DEFLATE
 
     app = create_app(data_dir)
     hub = app.state.hub
-    steps_seen = [0]
-    plain_callback_for = hub.callback_for
-
-    def callback_for(token):  # note steps per epoch as the real runner reports them
-        callback = plain_callback_for(token)
-
-        def wrapped(event):
-            if isinstance(event, StepProgress):
-                steps_seen[0] = event.steps_per_epoch
-            callback(event)
-        return wrapped
-
-    hub.callback_for = callback_for
+    steps_seen = count_steps_per_epoch(hub)
 
     def rss_kb() -> int:
         with open("/proc/self/status") as f:
@@ -362,24 +351,6 @@ async def settle(http, base: str, timeout: float = 20) -> dict:
             await asyncio.sleep(0.5)
             return await stats(http, base, gc=True)
         await asyncio.sleep(0.2)
-
-
-def make_dataset(data_dir: Path, count: int = 8) -> None:
-    import numpy as np
-    import soundfile as sf
-
-    from sda_web.datasets import import_folder
-
-    folder = data_dir.parent / "bench-sounds"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        rate = 24000
-        t = np.arange(int(rate * (2.0 + 0.5 * (i % 3)))) / rate
-        wave = 0.4 * np.exp(-t * (0.5 + i * 0.3)) * np.sin(2 * np.pi * 110 * 2 ** (i * 4 / 12) * t)
-        wave += 0.02 * rng.standard_normal(t.size)
-        sf.write(folder / f"s{i}.wav", wave.astype(np.float32), rate)
-    import_folder(data_dir, folder, name="bench")
 
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen, int]:

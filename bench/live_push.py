@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _bench_common import count_steps_per_epoch, make_dataset  # noqa: E402  (bench/ is on the path)
 EPOCH_RE = re.compile(r'id="train-stats".*?Epoch (\d+)/', re.S)
 
 
@@ -82,19 +84,7 @@ def run_server(port: int, data_dir: str) -> None:
         return JSONResponse({"running": bool(runner and runner.is_running), "steps_per_epoch": steps_seen[0],
                              "epochs": session.epoch_timings if session else []})
 
-    steps_seen = [0]
-    plain_callback_for = app.state.hub.callback_for
-
-    def callback_for(token):  # note steps per epoch as the real runner reports them
-        callback = plain_callback_for(token)
-
-        def wrapped(event):
-            if isinstance(event, StepProgress):
-                steps_seen[0] = event.steps_per_epoch
-            callback(event)
-        return wrapped
-
-    app.state.hub.callback_for = callback_for
+    steps_seen = count_steps_per_epoch(app.state.hub)
 
     app.router.routes += [Route("/bench/emit", emit, methods=["POST"]), Route("/bench/emitted", emitted_times),
                           Route("/bench/timings", timings)]
@@ -193,24 +183,6 @@ async def throughput(base: str, clients: int, epochs: int) -> float:
 
     t, _ = await with_watchers(base, clients, body)
     return t["steps_per_epoch"] * len(t["epochs"]) / sum(e["wall_s"] for e in t["epochs"])
-
-
-def make_dataset(data_dir: Path) -> None:
-    import numpy as np
-    import soundfile as sf
-
-    from sda_web.datasets import import_folder
-
-    folder = data_dir.parent / "bench-sounds"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        rate = 24000
-        t = np.arange(int(rate * (2.0 + 0.5 * (i % 3)))) / rate
-        wave = 0.4 * np.exp(-t * (0.5 + i * 0.3)) * np.sin(2 * np.pi * 110 * 2 ** (i * 4 / 12) * t)
-        wave += 0.02 * rng.standard_normal(t.size)
-        sf.write(folder / f"s{i}.wav", wave.astype(np.float32), rate)
-    import_folder(data_dir, folder, name="bench")
 
 
 def main() -> None:
