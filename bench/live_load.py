@@ -44,8 +44,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # also when loaded as a module (tests/test_web_load.py)
 
-from _bench_common import count_steps_per_epoch, make_dataset  # noqa: E402  (bench/ is on the path)
+from _bench_common import count_steps_per_epoch, make_dataset  # noqa: E402
 
 FORM = {"preset": "balanced", "learning_rate": "0.001", "dropout": "0.1", "weight_decay": "0.0001",
         "kl_weight_max": "0.1"}
