@@ -1,6 +1,10 @@
 """Live load: 200 browsers coming and going during a real training run.
 
-    .venv/bin/python bench/live_load.py [--clients 200] [--silent 20] [--epochs 10]
+    .venv/bin/python bench/live_load.py [--clients 200] [--silent 20] [--epochs 10] [--compare | --in-process]
+
+Training runs in a child process of the server (the default design);
+--in-process trains on a thread of the server instead (the earlier design),
+and --compare measures both, one after the other, and prints them side by side.
 
 A real uvicorn server runs in a subprocess (this file with --server); the
 clients are real `websockets` clients (and raw sockets) in this process, all
@@ -58,7 +62,7 @@ AWAY_S = (0.1, 2.0)  # ...and comes back after this long: ~40 connects/s for 180
 
 # ---- server side -----------------------------------------------------------------
 
-def run_server(port: int, data_dir: str) -> None:
+def run_server(port: int, data_dir: str, in_process: bool = False) -> None:
     import asyncio as aio
     import ctypes
     import gc
@@ -71,6 +75,10 @@ def run_server(port: int, data_dir: str) -> None:
     from sda_web.web.serve import PER_MESSAGE_DEFLATE
 
     app = create_app(data_dir)
+    if in_process:  # the old design, for comparison: training on a thread of the server process
+        from sda_web.training import TrainingRunner
+
+        app.state.runner = TrainingRunner(data_dir, in_process=True)
     hub = app.state.hub
     steps_seen = count_steps_per_epoch(hub)
 
@@ -106,13 +114,12 @@ def run_server(port: int, data_dir: str) -> None:
             except OSError:
                 pass
         runner = app.state.runner
-        session = runner.last_session if runner else None
         return JSONResponse({
             "rss_kb": rss_kb(), "clients": len(hub.clients), "cpu": thread_cpu(), "proc_cpu": sum(os.times()[:2]), "tasks": len(aio.all_tasks()),
             "pending_frames": sum(len(c.outbox) for c in hub.clients),
             "running": bool(runner and runner.is_running) or hub.view.running,
             "epochs_done": hub.view.epochs_done, "total_epochs": hub.view.total_epochs,
-            "steps_per_epoch": steps_seen[0], "epochs": session.epoch_timings if session else [],
+            "steps_per_epoch": steps_seen[0], "epochs": runner.epoch_timings if runner else [],
         })
 
     app.router.routes.append(Route("/bench/stats", stats))
@@ -354,13 +361,13 @@ async def settle(http, base: str, timeout: float = 20) -> dict:
         await asyncio.sleep(0.2)
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, int]:
+def start_server(data_dir: Path, in_process: bool = False) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "SDA_THREADS": os.environ.get("SDA_THREADS", "1")}
     server = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--server", "--port", str(port),
-                               "--data-dir", str(data_dir)], env=env)
+                               "--data-dir", str(data_dir), *(["--in-process"] if in_process else [])], env=env)
     import httpx
 
     for _ in range(400):
@@ -406,22 +413,36 @@ def main() -> None:
     parser.add_argument("--silent", type=int, default=20, help="clients (of --clients) that never read")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--pairs", type=int, default=3, help="quiet/crowded run pairs")
+    parser.add_argument("--in-process", action="store_true",
+                        help="train on a thread of the server process (the old design) instead of a child process")
+    parser.add_argument("--compare", action="store_true",
+                        help="measure both designs, one after the other, and print their ratios side by side")
     args = parser.parse_args()
     if args.server:
-        run_server(args.port, args.data_dir)
+        run_server(args.port, args.data_dir, args.in_process)
         return
 
     data_dir = Path(tempfile.mkdtemp(prefix="sda-load-")) / "data"
     make_dataset(data_dir)
-    server, port = start_server(data_dir)
-    try:
-        result = asyncio.run(measure(port, args.clients, args.silent, args.epochs, args.pairs))
-    finally:
-        stop_server(server)
-    report(result, args)
+    designs = [True, False] if args.compare else [args.in_process]
+    ratios = {}
+    for in_process in designs:
+        server, port = start_server(data_dir, in_process)
+        try:
+            result = asyncio.run(measure(port, args.clients, args.silent, args.epochs, args.pairs))
+        finally:
+            stop_server(server)
+        print(f"\n===== training {'on a thread of the server process' if in_process else 'in a child process'} =====")
+        ratios[in_process] = report(result, args)
+    if args.compare:
+        print(f"\n{'throughput ratio, 200 clients vs none':40}{'best vs best':>14}{'median pair':>13}")
+        for in_process, (best, median) in ratios.items():
+            label = "  training thread in the server" if in_process else "  training process (default)"
+            print(f"{label:40}{best:14.3f}{median:13.3f}")
 
 
-def report(result: dict, args) -> None:
+def report(result: dict, args) -> tuple[float, float]:
+    """Print one design's results; returns its throughput ratios (best vs best, median pair)."""
     best_quiet = max(q["steps_per_s"] for q in result["quiet"])
     best_crowded = max(c["steps_per_s"] for c in result["crowded"])
     ratio = best_crowded / best_quiet
@@ -465,6 +486,7 @@ def report(result: dict, args) -> None:
     print(f"\ntargets: throughput ratio >= 0.9 (best vs best) -> {'met' if ratio >= 0.9 else 'NOT met'}; every client's final "
           f"state identical -> {'met' if agree_all else 'NOT met'}; no leaked clients/tasks -> "
           f"{'met' if leak_free else 'NOT met'}; RSS back within 5% + 10 MB -> {'met' if rss_ok else 'NOT met'}")
+    return ratio, median_pair
 
 
 if __name__ == "__main__":

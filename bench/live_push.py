@@ -81,9 +81,8 @@ def run_server(port: int, data_dir: str) -> None:
 
     async def timings(request):
         runner = app.state.runner
-        session = runner.last_session if runner else None
         return JSONResponse({"running": bool(runner and runner.is_running), "steps_per_epoch": steps_seen[0],
-                             "epochs": session.epoch_timings if session else []})
+                             "epochs": runner.epoch_timings if runner else []})
 
     steps_seen = count_steps_per_epoch(app.state.hub)
 

@@ -114,7 +114,7 @@ def main() -> None:
         runner.start("reference", config, on_event, device=args.device)
         runner.wait()
         assert done and done[0].outcome in ("cancelled", "completed"), done
-        timings = runner.last_session.epoch_timings[1:]  # the first epoch warms caches up
+        timings = runner.epoch_timings[1:]  # the first epoch warms caches up
         wall = statistics.median(t["wall_s"] for t in timings)
         compute = statistics.median(t["compute_s"] for t in timings)
         mean_wall = statistics.mean(t["wall_s"] for t in timings)

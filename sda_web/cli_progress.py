@@ -61,7 +61,7 @@ def _cancel_on_interrupt(runner, out):
 def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, out) -> int:
     live = out.isatty()
     last: EpochMetrics | None = None
-    epoch, total, steps = 1, 0, 0
+    total, steps = 0, 0
     while True:
         try:
             event = events.get(timeout=0.2)
@@ -72,10 +72,9 @@ def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, 
             continue
         if isinstance(event, RunStarted):
             total = event.total_epochs
-            epoch = event.start_epoch + 1
             print(f"{event.train_files} training and {event.val_files} validation files on {event.device}.", file=out)
         elif isinstance(event, StepProgress):
-            epoch, steps = event.epoch, event.steps_per_epoch
+            steps = event.steps_per_epoch
             if live:
                 print("\r\033[K" + progress_line(event.epoch, total, event.step, steps, last), end="", file=out, flush=True)
         elif isinstance(event, EpochMetrics):

@@ -42,14 +42,15 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     subprocess.run(sda("demo-data", str(demo), "--count", "8"), check=True, capture_output=True, env=env())
     data = tmp_path / "data"
     proc = subprocess.Popen(sda("train", str(demo), "--epochs", "500", "--data-dir", str(data)),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env())
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
+                            start_new_session=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("Epoch 3/500"):
             break
     sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the training process gets it too
     rest, _ = proc.communicate(timeout=60)
     stopped_within = time.monotonic() - sent
     output = "".join(lines) + rest

@@ -118,7 +118,7 @@ def test_disk_full_fails_clearly_and_keeps_what_was_saved(data_dir, tone_folder,
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync_until_full)
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, in_process=True)  # the patch must reach the engine
     run_id = runner.start("tones", small_config(), event_log)
     done = event_log.wait_for(finished)
     monkeypatch.setattr(os, "fsync", real_fsync)

@@ -262,7 +262,7 @@ def test_a_failing_analysis_never_fails_a_trained_run(data_dir, tone_folder, eve
     monkeypatch.setattr(controls, "analyse_run", broken)
     import_folder(data_dir, tone_folder, name="tones")
     config = get_adaptive_config(6).with_overrides(epochs=2, width=16, latent_dim=4, batch_size=4, preview_every=5)
-    run_id = TrainingRunner(data_dir).start("tones", config, event_log)
+    run_id = TrainingRunner(data_dir, in_process=True).start("tones", config, event_log)  # the patch must reach it
     done = event_log.wait_for(lambda e: isinstance(e, TrainingCompleteEvent))
     assert done.outcome == "completed" and done.error is None
     run = load_run(data_dir, run_id)

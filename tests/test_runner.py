@@ -123,7 +123,7 @@ def test_nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint(data_dir, dat
         return result
 
     monkeypatch.setattr(trainer_module, "vae_loss", loss_that_explodes)
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, in_process=True)  # the patch must reach the engine
     run_id = runner.start("tones", tiny_config(epochs=20, checkpoint_every=3), event_log)
     done = event_log.wait_for(finished)
     assert done.outcome == "failed"
@@ -144,7 +144,7 @@ def test_exception_in_the_thread_becomes_a_failed_event(data_dir, dataset, event
         raise RuntimeError("sound card on fire")
 
     monkeypatch.setattr(previews, "write_previews", broken)
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, in_process=True)  # the patch must reach the engine
     runner.start("tones", tiny_config(epochs=3, preview_every=1), event_log)
     done = event_log.wait_for(finished)
     assert done.outcome == "failed" and "sound card on fire" in done.error

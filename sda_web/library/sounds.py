@@ -297,7 +297,7 @@ def _use_app_threads() -> None:
     generation (web or CLI) runs with the app's one policy (what training uses too)."""
     import torch
 
-    from ..training.runner import torch_threads
+    from ..training.devices import torch_threads
 
     if torch.get_num_threads() != torch_threads():
         torch.set_num_threads(torch_threads())

@@ -5,7 +5,8 @@ Importing this package does not import torch; the runner does, in its thread.
 from .checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, list_checkpoints
 from .config import ConfigError, OverfittingPreset, TrainingConfig, get_adaptive_config
 from .events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent, TrainingEvent
-from .runner import RunnerBusy, TrainingRunner, resolve_device
+from .devices import resolve_device
+from .runner import RunnerBusy, TrainingRunner
 from .runs import RunError, RunInfo, latest_resumable_run, list_previews, list_runs, load_history, load_run
 
 __all__ = [

@@ -2,30 +2,37 @@
 
 start()/resume() validate everything they can in the caller's thread (so a
 bad config or a missing dataset is an immediate, clear error), then return at
-once while a daemon thread trains. The thread reports through `callback`,
-which must only hand the event off (the web layer uses
-loop.call_soon_threadsafe; the CLI a queue). Whatever happens in the thread
-ends in exactly one TrainingCompleteEvent: completed, cancelled or failed.
+once while the run goes on in the background:
 
-torch is imported inside the thread, so importing this module is cheap.
+* by default in a child process (`worker.py`), with its own GIL, so a busy
+  web server never slows training down and a crash of training never takes
+  the server with it;
+* with `in_process=True`, on a thread of this process (what tests use to
+  inject faults into the engine itself).
+
+Either way a relay thread reports through `callback`, which must only hand
+the event off (the web layer uses loop.call_soon_threadsafe; the CLI a
+queue). Whatever happens ends in exactly one TrainingCompleteEvent:
+completed, cancelled or failed.
+
+torch is imported only where the run happens, so importing this module is cheap.
 """
 from __future__ import annotations
 
 import os
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..storage import atomic_write_json, read_json
 from .config import ConfigError, TrainingConfig
-from .events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent, TrainingEvent
+from .devices import resolve_device, torch_threads  # noqa: F401 - part of this module's API
+from .events import TrainingCompleteEvent, TrainingEvent
+from .runs import RunError, load_run, mark_live, new_run_id, now_iso, run_dir_for, write_run_record
+from .session import Session
 from .split import split_by_file
-from .runs import RunError, load_run, mark_live, new_run_id, now_iso, preview_paths, run_dir_for, save_history, write_run_record
 
 Callback = Callable[[TrainingEvent], None]
-STEP_EVENT_INTERVAL_S = 0.2  # at most ~5 step events a second: smooth enough for a bar, cheap for 200 viewers
 
 
 class RunnerBusy(RuntimeError):
@@ -42,59 +49,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def torch_threads() -> int:
-    """Threads for torch on the CPU: half the cores (at least 1, at most 8).
-
-    On a busy 2-core machine 2 threads ran 3-4x slower than 1 (and Griffin-Lim
-    10-50x slower), so we leave a core for the rest of the system.
-    SDA_THREADS overrides."""
-    env = os.environ.get("SDA_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
-
-
-def resolve_device(name: str = "auto"):
-    import torch
-
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto.")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("MPS was requested but is not available on this machine; use --device cpu or auto.")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise ConfigError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
-    return torch.device(name)
-
-
-@dataclass
-class _Session:
-    run_id: str
-    run_dir: Path
-    dataset: str
-    config: TrainingConfig
-    train_files: list[Path]
-    val_files: list[Path]
-    device_name: str
-    callback: Callback
-    resume: bool
-    epoch_timings: list[dict] = field(default_factory=list)
-
-
 class TrainingRunner:
-    def __init__(self, data_dir: Path | str):
+    def __init__(self, data_dir: Path | str, *, in_process: bool = False):
         self.data_dir = Path(data_dir)
+        self.in_process = in_process
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # in-process runs
+        self._child = None  # the ChildRun of the active run in a child process
         self._thread: threading.Thread | None = None
         self._active_run: str | None = None
-        self.last_session: _Session | None = None  # timings for benchmarks
+        self.last_session: Session | None = None  # what ran last, for the web layer and benchmarks
+        self.epoch_timings: list[dict] = []  # per-epoch timings of the last run, for benchmarks
 
     # -- public API -------------------------------------------------------
     @property
@@ -104,6 +69,12 @@ class TrainingRunner:
     @property
     def current_run_id(self) -> str | None:
         return self._active_run
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The process that trains the active run (None when idle or in-process)."""
+        child = self._child
+        return child.pid if child is not None else None
 
     def start(self, dataset: str, config: TrainingConfig, callback: Callback, device: str = "auto") -> str:
         from ..datasets import DatasetError, load_dataset
@@ -127,10 +98,10 @@ class TrainingRunner:
                 epochs_done=0, total_epochs=config.epochs, best_val_loss=None, pid=os.getpid(),
                 train_files=[names[i] for i in train_idx], val_files=[names[i] for i in val_idx], error=None,
             )
-            session = _Session(run_id, run_dir, manifest.name, config,
-                               [audio_dir / names[i] for i in train_idx], [audio_dir / names[i] for i in val_idx],
-                               device, callback, resume=False)
-            self._launch(session)
+            session = Session(run_id, run_dir, manifest.name, config,
+                              [audio_dir / names[i] for i in train_idx], [audio_dir / names[i] for i in val_idx],
+                              device, resume=False)
+            self._launch(session, callback)
         return run_id
 
     def resume(self, run_id: str, callback: Callback, epochs: int | None = None, device: str = "auto") -> str:
@@ -163,14 +134,17 @@ class TrainingRunner:
             self._ensure_idle()
             atomic_write_json(info.run_dir / "config.json", config.to_dict())
             write_run_record(info.run_dir, status="running", total_epochs=config.epochs, pid=os.getpid(), error=None)
-            self._launch(_Session(run_id, info.run_dir, info.dataset, config, train, val, device, callback, resume=True))
+            self._launch(Session(run_id, info.run_dir, info.dataset, config, train, val, device, resume=True), callback)
         return run_id
 
     def cancel(self) -> bool:
-        """Ask the active run to stop at the next step boundary. False if idle."""
+        """Ask the active run to stop at the next step boundary (it saves a checkpoint). False if idle."""
         if self._active_run is None:
             return False
         self._stop.set()
+        child = self._child
+        if child is not None:
+            child.cancel()
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -185,241 +159,44 @@ class TrainingRunner:
         if self._active_run is not None:
             raise RunnerBusy(f"A training run ({self._active_run}) is already active; cancel it or wait for it to finish.")
 
-    def _launch(self, session: _Session) -> None:
+    def _launch(self, session: Session, callback: Callback) -> None:
         self._stop.clear()
         self._active_run = session.run_id
         self.last_session = session
+        self.epoch_timings = []
+        if not self.in_process:
+            from .worker import ChildRun
+
+            self._child = ChildRun(session)
         mark_live(session.run_id, True)
-        self._thread = threading.Thread(target=self._run, args=(session,), name=f"train-{session.run_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(session, self._child, callback),
+                                        name=f"train-{session.run_id}", daemon=True)
         self._thread.start()
 
-    def _run(self, session: _Session) -> None:
-        from .data import FeaturesCancelled
+    def _run(self, session: Session, child, callback: Callback) -> None:
+        """The relay thread: runs the session here or in the child, then reports its end."""
+        from .session import describe_failure, run_session
 
-        outcome = _Outcome(session.config.epochs)
+        emit = _safely(callback)
         try:
-            _train(session, self._stop, outcome)
-        except FeaturesCancelled:
-            outcome.outcome = "cancelled"
-        except BaseException as exc:  # nothing vanishes: every failure becomes an event
-            outcome.outcome = "failed"
-            outcome.error = _describe(exc)
+            if child is not None:
+                done = child.run(emit, self.epoch_timings.append)
+            else:
+                done = run_session(session, self._stop, emit, self.epoch_timings.append)
+        except BaseException as exc:  # the relay itself broke; still exactly one final event
+            done = TrainingCompleteEvent(outcome="failed", epochs_done=0, total_epochs=session.config.epochs,
+                                         best_val_loss=None, checkpoint_path=None, error=describe_failure(exc))
         finally:
-            try:  # run.json counts the epochs a resume would start from: those in the latest checkpoint
-                write_run_record(session.run_dir, status=outcome.outcome, epochs_done=outcome.checkpoint_epoch,
-                                 best_val_loss=outcome.best_val, error=outcome.error, updated=now_iso())
-            except Exception as exc:
-                outcome.outcome, outcome.error = "failed", outcome.error or _describe(exc)
             mark_live(session.run_id, False)
+            self._child = None
             self._active_run = None  # idle before the last event: a listener may start the next run
-            _emit(session.callback, TrainingCompleteEvent(
-                outcome=outcome.outcome, epochs_done=outcome.epochs_done, total_epochs=session.config.epochs,
-                best_val_loss=outcome.best_val, checkpoint_path=outcome.checkpoint, error=outcome.error,
-            ))
+        emit(done)
 
 
-@dataclass
-class _Outcome:
-    total: int
-    outcome: str = "completed"
-    epochs_done: int = 0
-    checkpoint_epoch: int = 0
-    best_val: float | None = None
-    checkpoint: str | None = None
-    error: str | None = None
-
-
-def _emit(callback: Callback, event: TrainingEvent) -> None:
-    try:
-        callback(event)
-    except Exception:  # a broken listener must not kill the run
-        pass
-
-
-def _describe(exc: BaseException) -> str:
-    from ..datasets import DatasetError
-    from .checkpoints import CheckpointError
-    from .trainer import TrainingDiverged
-
-    if isinstance(exc, (TrainingDiverged, CheckpointError, ConfigError, DatasetError, RunError)):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "Training ran out of memory; use a smaller batch size or fewer/shorter files."
-    if isinstance(exc, OSError):
-        reason = exc.strerror or str(exc)
-        return f"Could not read or write a file in the data directory ({reason}); check disk space and permissions."
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"Training failed unexpectedly: {type(exc).__name__}{': ' + text if text else ''}."
-
-
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    """Temp files of writes cut short by a kill -9; the real files are intact."""
-    for path in run_dir.rglob(".*.tmp"):
-        path.unlink(missing_ok=True)
-
-
-def _remove_previews_after(run_dir: Path, epoch: int) -> None:
-    from .runs import list_previews
-
-    for preview in list_previews(run_dir):
-        if preview.epoch > epoch:
-            Path(preview.audio_path).unlink(missing_ok=True)
-            Path(preview.prior_path).unlink(missing_ok=True)
-
-
-def _train(session: _Session, stop: threading.Event, outcome: _Outcome) -> None:
-    """The body of a run, on the training thread."""
-    import torch
-
-    from ..audio.features import MelSpec
-    from ..model import ModelShape
-    from . import checkpoints as ckpt
-    from .data import FeatureStats, SegmentBank, compute_log_mels, feature_stats, segment_frames
-    from .previews import write_previews
-    from .trainer import Trainer
-
-    cfg = session.config
-    device = resolve_device(session.device_name)
-    torch.set_num_threads(torch_threads())  # also on a GPU: previews run Griffin-Lim on the CPU
-    run_dir = session.run_dir
-    features_path = run_dir / "features.json"
-    _remove_stale_temp_files(run_dir)
-    stop_requested = stop.is_set
-
-    payload = None
-    if session.resume:
-        latest = ckpt.get_latest_checkpoint(run_dir)
-        payload = ckpt.load_checkpoint(latest, map_location=device)  # latest, never best
-        spec = MelSpec.from_dict(payload["mel_spec"])
-        stats = FeatureStats(**payload["feature_stats"])
-        train_mels = compute_log_mels(session.train_files, spec, stop_requested)
-    else:
-        spec = MelSpec()
-        train_mels = compute_log_mels(session.train_files, spec, stop_requested)
-        stats = feature_stats(train_mels)
-    frames = segment_frames(spec, cfg.segment_seconds)
-    atomic_write_json(features_path, {"mel_spec": spec.to_dict(), "feature_stats": stats.__dict__, "segment_frames": frames})
-
-    train_bank = SegmentBank(train_mels, stats, spec, frames, device)
-    val_bank = SegmentBank(compute_log_mels(session.val_files, spec, stop_requested), stats, spec, frames, device) if session.val_files else None
-    shape = ModelShape(n_mels=spec.n_mels, frames=frames, latent_dim=cfg.latent_dim, width=cfg.width, dropout=cfg.dropout)
-    trainer = Trainer(cfg, shape, train_bank, val_bank, stats.std, device)
-
-    history: list[EpochMetrics] = []
-    epochs_done, elapsed_before, best_val = 0, 0.0, None
-    if payload is not None:
-        epochs_done = int(payload["epoch"])
-        trainer.load_state_dict(payload["trainer"], cfg.epochs, epochs_done)
-        history = [EpochMetrics(**row) for row in payload["history"]][:epochs_done]
-        elapsed_before = float(payload.get("elapsed_s", 0.0))
-        best_val = payload.get("best_val_loss")
-        _remove_previews_after(run_dir, epochs_done)  # written after the checkpoint by a run that died
-    outcome.epochs_done, outcome.checkpoint_epoch, outcome.best_val = epochs_done, epochs_done, best_val
-    save_history(run_dir, history)
-
-    preview_bank = val_bank or train_bank
-    preview_positions = preview_bank.fixed_positions()
-    loudest = int(preview_bank.gather(preview_positions).mean(dim=(1, 2)).argmax())
-    preview_clip = preview_bank.gather(preview_positions[loudest:loudest + 1])[0]
-    prior_z = torch.randn(1, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
-
-    def common_payload(epoch: int) -> dict:
-        return {"epoch": epoch, "config": cfg.to_dict(), "model_shape": shape.to_dict(), "mel_spec": spec.to_dict(),
-                "feature_stats": stats.__dict__, "best_val_loss": best_val, "dataset": session.dataset,
-                "run_id": session.run_id}
-
-    best_state: dict | None = None  # best weights so far, kept in memory until the next checkpoint write
-
-    def write_checkpoints(epoch: int, elapsed: float) -> None:
-        nonlocal best_state
-        if best_state is not None:
-            ckpt.save_checkpoint(ckpt.checkpoint_dir(run_dir) / ckpt.BEST, best_state)
-            best_state = None
-        ckpt.save_checkpoint(ckpt.checkpoint_dir(run_dir) / ckpt.LATEST, {
-            **common_payload(epoch), "trainer": trainer.state_dict(),
-            "history": [m.to_dict() for m in history], "elapsed_s": elapsed,
-        })
-        save_history(run_dir, history)
-        write_run_record(run_dir, epochs_done=epoch, best_val_loss=best_val, updated=now_iso())
-        outcome.checkpoint = str(ckpt.checkpoint_dir(run_dir) / ckpt.LATEST)
-        outcome.checkpoint_epoch = epoch
-
-    _emit(session.callback, RunStarted(session.run_id, session.dataset, cfg.epochs, epochs_done,
-                                       len(session.train_files), len(session.val_files), str(device)))
-    session_started = time.perf_counter()
-    steps = trainer.steps_per_epoch
-    last_saved_epoch = epochs_done
-    epoch_walls: list[float] = []
-    cancelled_mid_epoch = False
-
-    for epoch_index in range(epochs_done, cfg.epochs):
-        epoch = epoch_index + 1
-        wall0 = time.perf_counter()
-        last_step_emit = 0.0
-
-        def on_step(step: int) -> None:
-            nonlocal last_step_emit
-            now = time.perf_counter()
-            if step == steps or now - last_step_emit >= STEP_EVENT_INTERVAL_S:
-                last_step_emit = now
-                _emit(session.callback, StepProgress(epoch, step, steps))
-
-        result = trainer.train_epoch(epoch_index, on_step, stop.is_set)
-        if result is None:  # cancelled mid-epoch: its steps stay in the weights, the epoch re-runs on resume
-            cancelled_mid_epoch = True
-            break
-        val = trainer.validate()
-        score = val.loss if val is not None else result.loss
-        if best_val is None or score < best_val:
-            best_val = score
-            best_state = {**common_payload(epoch), "model": {k: v.detach().to("cpu", copy=True)
-                                                             for k, v in trainer.model.state_dict().items()}}
-        epochs_done = epoch
-        outcome.epochs_done, outcome.best_val = epochs_done, best_val
-
-        wants_preview = epoch % cfg.preview_every == 0 or epoch == cfg.epochs
-        preview_s = 0.0
-        if wants_preview:
-            p0 = time.perf_counter()
-            recon_path, prior_path = preview_paths(run_dir, epoch)
-            write_previews(trainer.model, preview_clip, prior_z, stats, spec, recon_path, prior_path)
-            preview_s = time.perf_counter() - p0
-        epoch_walls.append(time.perf_counter() - wall0)
-        elapsed = elapsed_before + (time.perf_counter() - session_started)
-        mean_epoch = sum(epoch_walls[-20:]) / len(epoch_walls[-20:])
-        metrics = EpochMetrics(
-            epoch=epoch, total_epochs=cfg.epochs, train_loss=result.loss,
-            val_loss=val.loss if val else None, train_recon=result.recon, train_kl=result.kl,
-            val_recon=val.recon if val else None, val_kl=val.kl if val else None,
-            learning_rate=trainer.current_lr(), elapsed_s=elapsed, eta_s=mean_epoch * (cfg.epochs - epoch),
-        )
-        history.append(metrics)
-        _emit(session.callback, metrics)
-        if wants_preview:
-            _emit(session.callback, PreviewEvent(epoch, str(recon_path), str(prior_path)))
-        c0 = time.perf_counter()
-        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-            write_checkpoints(epoch, elapsed)
-            last_saved_epoch = epoch
-        session.epoch_timings.append({
-            "epoch": epoch, "wall_s": time.perf_counter() - wall0, "train_s": result.total_s,
-            "compute_s": result.compute_s, "val_s": val.total_s if val else 0.0, "preview_s": preview_s,
-            "checkpoint_s": time.perf_counter() - c0,
-        })
-        if stop.is_set():
-            break
-
-    if epochs_done < cfg.epochs:
-        outcome.outcome = "cancelled"
-    already_saved = epochs_done == last_saved_epoch and ckpt.get_latest_checkpoint(run_dir) is not None
-    if cancelled_mid_epoch or not already_saved or best_state is not None:
-        write_checkpoints(epochs_done, elapsed_before + (time.perf_counter() - session_started))
-    if epochs_done > 0:  # sound controls for the Generate tab; never turns a trained run into a failed one
+def _safely(callback: Callback) -> Callback:
+    def emit(event: TrainingEvent) -> None:
         try:
-            from ..generation.controls import analyse_run
-
-            analyse_run(run_dir, device=device)
-        except Exception:
-            import logging
-
-            logging.getLogger(__name__).exception("Latent analysis of run %s failed; the model is kept.", session.run_id)
+            callback(event)
+        except Exception:  # a broken listener must not kill the run
+            pass
+    return emit

@@ -1,0 +1,133 @@
+"""Training in its own process: same results, a clear end when it dies, and it never outlives its parent."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from sda_web.datasets import import_folder
+from sda_web.training import (
+    EpochMetrics, RunStarted, TrainingCompleteEvent, TrainingRunner, get_adaptive_config, get_latest_checkpoint,
+    load_history, load_run,
+)
+from sda_web.training.checkpoints import load_checkpoint
+
+
+def finished(event):
+    return isinstance(event, TrainingCompleteEvent)
+
+
+def tiny_config(**overrides):
+    base = dict(epochs=4, width=32, latent_dim=16, batch_size=4, learning_rate=3e-3, checkpoint_every=1,
+                preview_every=100, augment_pitch_bins=0)
+    base.update(overrides)
+    return get_adaptive_config(6).with_overrides(**base)
+
+
+@pytest.fixture
+def dataset(data_dir, tone_folder):
+    return import_folder(data_dir, tone_folder, name="tones")
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its zombie (a container's init may never reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_child_process_trains_exactly_as_a_thread_does(data_dir, dataset, event_log):
+    losses = {}
+    for in_process in (False, True):
+        log = type(event_log)()
+        runner = TrainingRunner(data_dir, in_process=in_process)
+        runner.start("tones", tiny_config(epochs=3), log)
+        log.wait_for(lambda e: isinstance(e, RunStarted))
+        if not in_process:
+            pid = runner.worker_pid
+            assert pid is not None and pid != os.getpid()
+        else:
+            assert runner.worker_pid is None
+        done = log.wait_for(finished)
+        assert done.outcome == "completed", done.error
+        assert runner.wait(10) and not runner.is_running
+        losses[in_process] = [(m.epoch, m.train_loss, m.val_loss) for m in log.of(EpochMetrics)]
+        assert len(runner.epoch_timings) == 3  # timings come back from the child too
+    assert losses[False] == losses[True]
+    assert wait_gone(pid)
+
+
+def test_a_killed_training_process_fails_the_run_clearly_and_it_resumes(data_dir, dataset, event_log):
+    runner = TrainingRunner(data_dir)
+    run_id = runner.start("tones", tiny_config(epochs=200), event_log)
+    event_log.wait_for(lambda e: isinstance(e, EpochMetrics) and e.epoch == 4)  # so epoch 3 is checkpointed
+    pid = runner.worker_pid
+    os.kill(pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    done = event_log.wait_for(finished)
+    assert done.outcome == "failed"
+    assert "killed" in done.error and "out of memory" in done.error and "resume" in done.error
+    assert done.epochs_done >= 3 and done.checkpoint_path
+    assert not runner.is_running
+    info = load_run(data_dir, run_id)
+    assert info.status == "failed" and info.error == done.error
+    saved = load_checkpoint(get_latest_checkpoint(info.run_dir))
+    assert saved["epoch"] >= 3 and info.epochs_done == saved["epoch"]  # what a resume starts from
+
+    again = type(event_log)()
+    runner.resume(run_id, again, epochs=saved["epoch"] + 2)
+    assert again.wait_for(lambda e: isinstance(e, RunStarted)).start_epoch == saved["epoch"]
+    assert again.wait_for(finished).outcome == "completed"
+    history = load_history(info.run_dir)
+    assert [m.epoch for m in history] == list(range(1, saved["epoch"] + 3))
+    assert [m.to_dict() for m in history[: saved["epoch"]]] == saved["history"]
+
+
+def test_cancel_at_once_reaches_a_child_that_is_still_starting(data_dir, dataset, event_log):
+    runner = TrainingRunner(data_dir)
+    runner.start("tones", tiny_config(epochs=200), event_log)
+    assert runner.cancel()  # before the child has even imported torch
+    done = event_log.wait_for(finished, timeout=60)
+    assert done.outcome == "cancelled" and done.epochs_done < 200
+    assert runner.wait(10)
+
+
+PARENT = textwrap.dedent("""
+    import queue, sys, time
+    from sda_web.training import RunStarted, TrainingRunner, get_adaptive_config
+    runner, events = TrainingRunner(sys.argv[1]), queue.Queue()
+    config = get_adaptive_config(6).with_overrides(epochs=500, width=32, latent_dim=16, batch_size=4)
+    runner.start("tones", config, events.put)
+    while not isinstance(events.get(), RunStarted):
+        pass
+    print(runner.worker_pid, flush=True)
+    time.sleep(600)
+""")
+
+
+def test_the_training_process_never_outlives_its_parent(data_dir, dataset, tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script), str(data_dir)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "SDA_THREADS": "1"})
+    worker = int(parent.stdout.readline())
+    try:
+        assert not gone(worker)
+        time.sleep(1.0)  # let it get into its work
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    assert wait_gone(worker, 10), "the training process was left running after its parent was killed"
