@@ -136,7 +136,7 @@ def main() -> None:
 
     ours_params = sum(p.numel() for p in ConvVAE(ModelShape(80, 96, config.latent_dim, config.width, 0.0)).parameters())
     ours_ms = compute / max(1, steps_per_epoch) * 1000
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the training process
 
     print(f"workload: {args.files} files, {seconds:.1f} s at 48 kHz, 1-s segments, batch {config.batch_size}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}, {len(timings)} timed epochs")
@@ -150,7 +150,7 @@ def main() -> None:
     print(f"previews: {previews * 1000:.0f} ms per epoch on average")
     print(f"time to first step: {first_step_at[0] - t_start:.2f} s after start(), "
           f"{first_step_at[0] - process_start:.2f} s after process start")
-    print(f"peak memory (RSS): {peak_mb:.0f} MB")
+    print(f"peak memory (RSS) of the training process: {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

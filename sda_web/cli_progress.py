@@ -4,8 +4,7 @@ The runner's callback only puts events on a queue; this loop, on the main
 thread, draws them. Ctrl-C is turned into a cancel request by a signal handler
 (never a KeyboardInterrupt in the middle of drawing): the runner stops at the
 next step boundary and saves a checkpoint, and the loop keeps draining until
-the run's final event arrives, so the process never exits under a live
-training thread.
+the run's final event arrives, so the process never exits under a live run.
 """
 from __future__ import annotations
 
@@ -66,7 +65,7 @@ def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, 
         try:
             event = events.get(timeout=0.2)
         except queue.Empty:
-            if runner.wait(0) and events.empty():  # the thread is gone without a final event
+            if runner.wait(0) and events.empty():  # the run is gone without a final event
                 print("\nTraining stopped without a final report; check the run folder.", file=out)
                 return 1
             continue
@@ -88,7 +87,7 @@ def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, 
         elif isinstance(event, TrainingCompleteEvent):
             if live:
                 print("\r\033[K", end="", file=out)
-            runner.wait(timeout=10)  # let the thread end before the process does
+            runner.wait(timeout=10)  # let the relay end before the process does
             return _report_end(event, data_dir, dataset, out)
 
 

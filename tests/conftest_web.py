@@ -85,8 +85,14 @@ class ScriptedRunner:
     def wait(self, timeout=None) -> bool:
         return True
 
+    def prewarm(self) -> None:
+        self.prewarmed = True
+
+    def close(self) -> None:
+        self.closed = True
+
     def emit(self, *events) -> None:
-        """Emit from a separate thread, like the real training thread."""
+        """Emit from a separate thread, like the real runner's relay thread."""
         def run():
             for event in events:
                 if isinstance(event, TrainingCompleteEvent):

@@ -131,3 +131,94 @@ def test_the_training_process_never_outlives_its_parent(data_dir, dataset, tmp_p
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     assert wait_gone(worker, 10), "the training process was left running after its parent was killed"
+
+
+def training_children() -> set[int]:
+    """Live training processes started by this test process."""
+    pids = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+                pids.update(int(pid) for pid in f.read().split())
+        except FileNotFoundError:  # a thread that has just ended
+            continue
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"sda_web.training.worker" in f.read() and not gone(pid):
+                    found.add(pid)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def new_training_children(before: set[int], count: int = 1, timeout: float = 10) -> set[int]:
+    """Wait until `count` training processes beyond `before` are up (they start in the background)."""
+    deadline = time.monotonic() + timeout
+    while len(found := training_children() - before) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def test_a_warm_process_waits_for_the_next_run_and_close_lets_it_go(data_dir, dataset, event_log):
+    before = training_children()
+    runner = TrainingRunner(data_dir, keep_warm=True)
+    runner.start("tones", tiny_config(epochs=2), event_log)
+    event_log.wait_for(lambda e: isinstance(e, RunStarted))
+    first = runner.worker_pid
+    assert event_log.wait_for(finished).outcome == "completed"
+    assert runner.wait(10)
+    assert wait_gone(first)
+    spares = new_training_children(before)
+    assert len(spares) == 1  # started as the run ended, for the next one
+
+    second = type(event_log)()
+    run_id = runner.start("tones", tiny_config(epochs=2), second)
+    second.wait_for(lambda e: isinstance(e, RunStarted))
+    assert {runner.worker_pid} == spares  # the warm one took the run
+    assert second.wait_for(finished).outcome == "completed"
+    assert load_run(data_dir, run_id).status == "completed"
+    assert runner.wait(10)
+    assert wait_gone(min(spares))
+    spares = new_training_children(before)
+    assert len(spares) == 1
+    runner.close()
+    assert all(wait_gone(pid) for pid in spares), "close() left the warm process running"
+
+
+def test_a_warm_process_that_died_is_replaced(data_dir, dataset, event_log):
+    before = training_children()
+    runner = TrainingRunner(data_dir, keep_warm=True)
+    runner.start("tones", tiny_config(epochs=1), event_log)
+    assert event_log.wait_for(finished).outcome == "completed"
+    runner.wait(10)
+    (spare,) = new_training_children(before)
+    os.kill(spare, signal.SIGKILL)
+    assert wait_gone(spare)
+    second = type(event_log)()
+    runner.start("tones", tiny_config(epochs=1), second)
+    assert second.wait_for(finished).outcome == "completed"  # a fresh process, not a failed run
+    runner.wait(10)
+    runner.close()
+
+
+def test_the_train_page_readies_a_process_and_shutdown_ends_it(data_dir, tone_folder):
+    from starlette.testclient import TestClient
+
+    from sda_web.web.app import create_app
+
+    before = training_children()
+    with TestClient(create_app(data_dir)) as client:
+        assert client.get("/train").status_code == 200
+        time.sleep(0.5)
+        assert training_children() == before  # no dataset yet: nothing to train, nothing started
+    import_folder(data_dir, tone_folder, name="tones")
+    with TestClient(create_app(data_dir)) as client:
+        assert client.get("/train").status_code == 200
+        spares = new_training_children(before)
+        assert len(spares) == 1
+        client.get("/train")
+        time.sleep(0.5)
+        assert training_children() - before == spares  # one is enough, however often the page loads
+    assert all(wait_gone(pid) for pid in spares), "the app's shutdown left its training process running"

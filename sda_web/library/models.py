@@ -2,7 +2,7 @@
 
 A model *is* its run folder (`<data>/runs/<run_id>/`); its id is the run id.
 The display name lives in a sidecar, `model.json`, which only this module
-writes, so a rename never races the training thread's rewrites of run.json.
+writes, so a rename never races the training run's rewrites of run.json.
 No torch here (exporting a model without a best.pt imports it to slim the
 checkpoint down).
 """

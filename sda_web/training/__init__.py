@@ -1,6 +1,7 @@
 """Training: config and presets, the loop, the runner, events, checkpoints.
 
-Importing this package does not import torch; the runner does, in its thread.
+Importing this package does not import torch; a run imports it where it trains
+(a child process, see worker.py).
 """
 from .checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, list_checkpoints
 from .config import ConfigError, OverfittingPreset, TrainingConfig, get_adaptive_config

@@ -1,7 +1,8 @@
 """Events the training runner emits: small, frozen, plain data.
 
-They cross a thread boundary (training thread -> web loop or CLI), so they
-hold only numbers and strings, never tensors or open files.
+They cross a process boundary (training process -> relay thread -> web loop
+or CLI) as pickles, so they hold only numbers and strings, never tensors or
+open files.
 """
 from __future__ import annotations
 

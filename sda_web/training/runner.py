@@ -6,11 +6,12 @@ once while the run goes on in the background:
 
 * by default in a child process (`worker.py`), with its own GIL, so a busy
   web server never slows training down and a crash of training never takes
-  the server with it;
+  the server with it; with `keep_warm` the next process is started as soon
+  as a run ends, so the next run skips torch's import;
 * with `in_process=True`, on a thread of this process (what tests use to
   inject faults into the engine itself).
 
-Either way a relay thread reports through `callback`, which must only hand
+Either way one thread reports through `callback`, which must only hand
 the event off (the web layer uses loop.call_soon_threadsafe; the CLI a
 queue). Whatever happens ends in exactly one TrainingCompleteEvent:
 completed, cancelled or failed.
@@ -50,13 +51,18 @@ def _pid_alive(pid: int) -> bool:
 
 
 class TrainingRunner:
-    def __init__(self, data_dir: Path | str, *, in_process: bool = False):
+    def __init__(self, data_dir: Path | str, *, in_process: bool = False, keep_warm: bool = False):
+        """`keep_warm`: after each run, start the next training process at once, so the next
+        run (or resume) skips torch's import; costs an idle process. The web app keeps one."""
         self.data_dir = Path(data_dir)
         self.in_process = in_process
+        self.keep_warm = keep_warm and not in_process
         self._lock = threading.Lock()
         self._stop = threading.Event()  # in-process runs
-        self._child = None  # the ChildRun of the active run in a child process
-        self._thread: threading.Thread | None = None
+        self._process = None  # the TrainingProcess of the active run
+        self._spare = None  # a warm TrainingProcess waiting for the next run
+        self._finished = threading.Event()  # set while idle: the last run and its final event are done
+        self._finished.set()
         self._active_run: str | None = None
         self.last_session: Session | None = None  # what ran last, for the web layer and benchmarks
         self.epoch_timings: list[dict] = []  # per-epoch timings of the last run, for benchmarks
@@ -73,8 +79,8 @@ class TrainingRunner:
     @property
     def worker_pid(self) -> int | None:
         """The process that trains the active run (None when idle or in-process)."""
-        child = self._child
-        return child.pid if child is not None else None
+        process = self._process
+        return process.pid if process is not None else None
 
     def start(self, dataset: str, config: TrainingConfig, callback: Callback, device: str = "auto") -> str:
         from ..datasets import DatasetError, load_dataset
@@ -142,17 +148,30 @@ class TrainingRunner:
         if self._active_run is None:
             return False
         self._stop.set()
-        child = self._child
-        if child is not None:
-            child.cancel()
+        process = self._process
+        if process is not None:
+            process.cancel()
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        """True once no run is active and the last one's final event has been delivered."""
+        return self._finished.wait(timeout)
+
+    def prewarm(self) -> None:
+        """With keep_warm, start the next training process now if none is ready: the
+        Train page calls this, so the process has imported torch by the time Train is pressed."""
+        from .worker import TrainingProcess
+
+        with self._lock:
+            if self.keep_warm and self._spare is None and self._active_run is None:
+                self._spare = TrainingProcess()
+
+    def close(self) -> None:
+        """Let the warm spare go (an active run is left alone: cancel it first)."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.retire()
 
     # -- internals --------------------------------------------------------
     def _ensure_idle(self) -> None:
@@ -161,36 +180,52 @@ class TrainingRunner:
 
     def _launch(self, session: Session, callback: Callback) -> None:
         self._stop.clear()
+        finished = self._finished = threading.Event()  # per run: a late set() never marks the next run done
         self._active_run = session.run_id
         self.last_session = session
         self.epoch_timings = []
-        if not self.in_process:
-            from .worker import ChildRun
-
-            self._child = ChildRun(session)
         mark_live(session.run_id, True)
-        self._thread = threading.Thread(target=self._run, args=(session, self._child, callback),
-                                        name=f"train-{session.run_id}", daemon=True)
-        self._thread.start()
+        emit = _safely(callback)
+        if self.in_process:
+            threading.Thread(target=self._run_here, args=(session, emit, finished), name=f"train-{session.run_id}",
+                             daemon=True).start()
+            return
+        self._process = self._take_spare()
+        self._process.train(session, emit, self.epoch_timings.append,
+                            lambda done: self._finish(session, done, emit, finished))
 
-    def _run(self, session: Session, child, callback: Callback) -> None:
-        """The relay thread: runs the session here or in the child, then reports its end."""
+    def _take_spare(self):
+        from .worker import TrainingProcess
+
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.is_usable():
+            return spare
+        if spare is not None:
+            spare.retire()
+        return TrainingProcess()
+
+    def _run_here(self, session: Session, emit: Callback, finished: threading.Event) -> None:
+        """In-process mode: the run on this thread."""
         from .session import describe_failure, run_session
 
-        emit = _safely(callback)
         try:
-            if child is not None:
-                done = child.run(emit, self.epoch_timings.append)
-            else:
-                done = run_session(session, self._stop, emit, self.epoch_timings.append)
-        except BaseException as exc:  # the relay itself broke; still exactly one final event
+            done = run_session(session, self._stop, emit, self.epoch_timings.append)
+        except BaseException as exc:  # run_session reports its own failures; this is a last resort
             done = TrainingCompleteEvent(outcome="failed", epochs_done=0, total_epochs=session.config.epochs,
                                          best_val_loss=None, checkpoint_path=None, error=describe_failure(exc))
-        finally:
-            mark_live(session.run_id, False)
-            self._child = None
+        self._finish(session, done, emit, finished)
+
+    def _finish(self, session: Session, done: TrainingCompleteEvent, emit: Callback, finished: threading.Event) -> None:
+        from .worker import TrainingProcess
+
+        mark_live(session.run_id, False)
+        with self._lock:
+            self._process = None
+            if self.keep_warm and self._spare is None:
+                self._spare = TrainingProcess()
             self._active_run = None  # idle before the last event: a listener may start the next run
         emit(done)
+        finished.set()
 
 
 def _safely(callback: Callback) -> Callback:

@@ -2,20 +2,23 @@
 
 Why: in the web server a training thread shared the GIL with the event loop.
 With 200 viewers the loop's Python work held the GIL whenever a torch op
-handed it over, and training ran at 0.7-0.8 of its speed with no viewers. A
-child process also keeps an out-of-memory kill of training from taking the
-server (and every open page) down with it.
+handed it over, and training ran at 0.8-0.9 of its speed with no viewers
+(bench/live_load.py --compare). A child process also keeps an out-of-memory
+kill of training from taking the server (and every open page) down with it.
 
-The parent side, `run_in_child`, runs on the runner's relay thread: it starts
-`python -m sda_web.training.worker`, sends the Session, then relays what the
-child reports until the child exits. Two one-way pipes carry pickles:
+A TrainingProcess starts `python -m sda_web.training.worker` at once; the
+child imports torch and the engine, then waits for its Session. So a process
+started ahead of time (the runner's warm spare) takes a run without the
+seconds torch takes to import. Its owner thread spawns the child, hands it
+the run, and relays what it reports until it exits. Two one-way pipes carry
+pickles:
 
     parent -> child  (control): the Session, then "cancel" (EOF also cancels)
     child -> parent  (events):  ("event", TrainingEvent) | ("timing", dict)
                                 | ("done", TrainingCompleteEvent)
 
-The child dies with its parent: on Linux through PR_SET_PDEATHSIG (tied to
-the relay thread that started it, which lives until the child has exited);
+The child dies with its parent: on Linux through PR_SET_PDEATHSIG, which is
+tied to the owner thread, and that thread lives exactly as long as the child;
 elsewhere the control pipe's EOF stops the run at the next step. A child that
 dies without its final report (killed, out of memory) ends the run as failed,
 recorded in run.json, with its last checkpoint kept for a resume.
@@ -24,10 +27,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,15 +43,43 @@ from .session import Session
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds sda_web/
 
 
-class ChildRun:
-    """The parent's handle on one run in a child process."""
+@dataclass
+class _Job:
+    session: Session
+    emit: Callable[[TrainingEvent], None]
+    on_timing: Callable[[dict], None]
+    on_done: Callable[[TrainingCompleteEvent], None]
 
-    def __init__(self, session: Session):
-        self.session = session
+
+class TrainingProcess:
+    """One training process (started at once) and the thread that owns it; it trains one run."""
+
+    def __init__(self):
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
         self._lock = threading.Lock()
-        self._control = None  # the write end of the control pipe, once the child is up
+        self._control = None  # the write end of the control pipe, once the run is handed over
         self._cancelled = False
-        self.pid: int | None = None
+        self._spawned = threading.Event()
+        self._process: subprocess.Popen | None = None
+        self._spawn_error: str | None = None
+        threading.Thread(target=self._own, name="training-process", daemon=True).start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def is_usable(self) -> bool:
+        """Can it still take a run: started, and not exited while it waited."""
+        self._spawned.wait(30)
+        return self._process is not None and self._process.poll() is None
+
+    def train(self, session: Session, emit, on_timing, on_done) -> None:
+        """Hand over the run; `on_done(final_event)` is called on the owner thread when the child has exited."""
+        self._jobs.put_nowait(_Job(session, emit, on_timing, on_done))
+
+    def retire(self) -> None:
+        """Not needed after all: the child, which holds nothing yet, is stopped at once."""
+        self._jobs.put_nowait(None)
 
     def cancel(self) -> None:
         with self._lock:
@@ -54,62 +87,80 @@ class ChildRun:
             if self._control is not None:
                 _send_quietly(self._control, "cancel")
 
-    def run(self, emit: Callable[[TrainingEvent], None], on_timing: Callable[[dict], None]) -> TrainingCompleteEvent:
-        """Start the child, relay its reports until it exits; returns the run's final event."""
+    # -- the owner thread ---------------------------------------------------
+    def _own(self) -> None:
         control_r, control_w = os.pipe()
         events_r, events_w = os.pipe()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
         try:
-            process = subprocess.Popen(
+            self._process = subprocess.Popen(
                 [sys.executable, "-m", "sda_web.training.worker", str(control_r), str(events_w), str(os.getpid())],
                 pass_fds=(control_r, events_w), env=env, stdin=subprocess.DEVNULL,
             )
         except OSError as exc:
-            for fd in (control_r, control_w, events_r, events_w):
-                os.close(fd)
-            return self._failed(f"The training process could not start ({exc.strerror or exc}).", 0)
-        os.close(control_r)
-        os.close(events_w)
-        self.pid = process.pid
-        control = os.fdopen(control_w, "wb")
+            self._spawn_error = f"The training process could not start ({exc.strerror or exc})."
+        finally:
+            os.close(control_r)
+            os.close(events_w)
+            self._spawned.set()
+        with os.fdopen(control_w, "wb") as control, open(events_r, "rb") as events:
+            job = self._jobs.get()
+            if job is None or self._process is None:
+                if self._process is not None:
+                    self._process.kill()  # a spare may still be importing torch: no need to let it finish
+                    self._process.wait()
+                if job is not None:
+                    job.on_done(_record_death(job.session, self._spawn_error or "", 0))
+                return
+            try:
+                done = self._relay(job, control, events)
+            except Exception as exc:  # the relay itself broke: the child must not train on unwatched
+                self._process.kill()
+                done = _record_death(job.session, f"Training lost touch with its process ({type(exc).__name__}).", 0)
+            finally:
+                with self._lock:
+                    self._control = None
+            job.on_done(done)
+
+    def _relay(self, job: _Job, control, events) -> TrainingCompleteEvent:
+        with self._lock:
+            sent = _send_quietly(control, job.session)
+            self._control = control
+            if self._cancelled:
+                _send_quietly(control, "cancel")
         last_epoch, done = 0, None
-        with open(events_r, "rb") as events:
-            with self._lock:
-                sent = _send_quietly(control, self.session)
-                self._control = control
-                if self._cancelled:
-                    _send_quietly(control, "cancel")
-            while sent:
-                try:
-                    kind, payload = pickle.load(events)
-                except (EOFError, OSError, pickle.UnpicklingError):
-                    break
-                if kind == "event":
-                    if isinstance(payload, EpochMetrics):
-                        last_epoch = payload.epoch
-                    emit(payload)
-                elif kind == "timing":
-                    on_timing(payload)
-                elif kind == "done":
-                    done = payload
+        while sent:
+            try:
+                kind, payload = pickle.load(events)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                break
+            if kind == "event":
+                if isinstance(payload, EpochMetrics):
+                    last_epoch = payload.epoch
+                job.emit(payload)
+            elif kind == "timing":
+                job.on_timing(payload)
+            elif kind == "done":
+                done = payload
         with self._lock:
             self._control = None
             control.close()
-        code = process.wait()
-        return done or self._failed(_death_message(code), last_epoch)
+        code = self._process.wait()
+        return done or _record_death(job.session, _death_message(code), last_epoch)
 
-    def _failed(self, message: str, last_epoch: int) -> TrainingCompleteEvent:
-        """The child is gone without its final report: record the failure it could not."""
-        run_dir = self.session.run_dir
-        try:
-            record = write_run_record(run_dir, status="failed", error=message, updated=now_iso())
-        except (OSError, ValueError):
-            record = {}
-        best = record.get("best_val_loss")
-        latest = run_dir / "checkpoints" / "latest.pt"
-        return TrainingCompleteEvent(outcome="failed", epochs_done=last_epoch, total_epochs=self.session.config.epochs,
-                                     best_val_loss=best, checkpoint_path=str(latest) if latest.exists() else None,
-                                     error=message)
+
+def _record_death(session: Session, message: str, last_epoch: int) -> TrainingCompleteEvent:
+    """The child is gone without its final report: record the failure it could not."""
+    run_dir = session.run_dir
+    try:
+        record = write_run_record(run_dir, status="failed", error=message, updated=now_iso())
+    except (OSError, ValueError):
+        record = {}
+    latest = run_dir / "checkpoints" / "latest.pt"
+    return TrainingCompleteEvent(outcome="failed", epochs_done=last_epoch, total_epochs=session.config.epochs,
+                                 best_val_loss=record.get("best_val_loss"),
+                                 checkpoint_path=str(latest) if latest.exists() else None, error=message)
 
 
 def _send_quietly(stream, message) -> bool:
@@ -156,6 +207,22 @@ def _watch_control(control, stop: threading.Event) -> None:
             stop.set()
 
 
+def _warm_up() -> None:
+    """Import what a run needs before the run arrives: torch takes seconds, and so
+    does torch._dynamo, which the first optimizer construction imports (measured
+    3.4 s of a warm process's 3.7 s to its first step). One tiny step of a conv
+    layer also initialises the CPU kernels."""
+    import torch
+
+    from ..generation import controls  # noqa: F401 - the analysis after training
+    from . import checkpoints, data, previews, trainer  # noqa: F401
+
+    layer = torch.nn.Conv1d(2, 2, 3, padding=1)
+    optimizer = torch.optim.AdamW(layer.parameters())
+    layer(torch.zeros(1, 2, 8)).square().mean().backward()
+    optimizer.step()
+
+
 def child_main(control_fd: int, events_fd: int, parent_pid: int) -> int:
     from .session import run_session
 
@@ -163,10 +230,11 @@ def child_main(control_fd: int, events_fd: int, parent_pid: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group; the parent decides
     control = os.fdopen(control_fd, "rb")
     events = os.fdopen(events_fd, "wb")
+    _warm_up()
     try:
         session = pickle.load(control)
     except (EOFError, OSError, pickle.UnpicklingError):
-        return 1
+        return 0  # retired before it got a run
     stop = threading.Event()
     threading.Thread(target=_watch_control, args=(control, stop), name="control", daemon=True).start()
 

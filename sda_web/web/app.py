@@ -58,9 +58,11 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
             yield
         finally:
             active = app.state.runner
-            if active is not None and active.is_running:
-                active.cancel()  # checkpoint at the next step; the run can resume later
-                await asyncio.to_thread(active.wait, 30)
+            if active is not None:
+                if active.is_running:
+                    active.cancel()  # checkpoint at the next step; the run can resume later
+                    await asyncio.to_thread(active.wait, 30)
+                active.close()
             await app.state.imports.wait_all()
             await hub.stop()
 

@@ -11,7 +11,7 @@ def get_runner(app: Starlette):
     if app.state.runner is None:
         from ..training.runner import TrainingRunner
 
-        app.state.runner = TrainingRunner(app.state.data_dir)
+        app.state.runner = TrainingRunner(app.state.data_dir, keep_warm=True)  # resume without torch's import wait
     return app.state.runner
 
 

@@ -1,10 +1,10 @@
 """LiveHub: the runner's events in, the same HTML fragments out to every browser.
 
-    training thread --callback--> loop.call_soon_threadsafe(queue.put_nowait)
+    runner's relay thread --callback--> loop.call_soon_threadsafe(queue.put_nowait)
         --> hub task: update the RunView, render each fragment once
         --> every client's bounded Outbox --> its sender task --> WebSocket
 
-The training thread never waits on the web. Each client has its own outbox
+Training never waits on the web. Each client has its own outbox
 and sender task, so a slow or stalled browser only delays itself:
 
 * chart, stats, progress and controls frames are keyed: a newer one replaces

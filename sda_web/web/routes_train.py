@@ -71,7 +71,8 @@ def _preset(request: Request) -> str | None:
     return query_choice(request, "preset", [value for value, _ in PRESETS], label="preset")
 
 
-async def _page(request: Request, *, form: ConfigForm | None = None, status_code: int = 200, **extra):
+async def _page(request: Request, *, form: ConfigForm | None = None, status_code: int = 200, prewarm: bool = False,
+                **extra):
     app = request.app
     current = await _current(app)
     if current is None:
@@ -80,6 +81,8 @@ async def _page(request: Request, *, form: ConfigForm | None = None, status_code
             "text": "Add a few of your sounds (or the demo sounds) on the Data tab, then come back here to train a model on them.",
             "link": url(request, "data_page"), "link_label": "Go to the Data tab",
         }, status_code=status_code)
+    if prewarm:  # torch takes seconds to import: have a training process ready before Train is pressed
+        get_runner(app).prewarm()
     await refresh_idle_view(app, current.name)
     view = app.state.hub.view
     log_scale = _log_scale(request)
@@ -93,7 +96,7 @@ async def _page(request: Request, *, form: ConfigForm | None = None, status_code
 
 
 async def train_page(request: Request):
-    return await _page(request)
+    return await _page(request, prewarm=True)
 
 
 async def config_fields(request: Request):
