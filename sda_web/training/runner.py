@@ -162,9 +162,13 @@ class TrainingRunner:
         Train page calls this, so the process has imported torch by the time Train is pressed."""
         from .worker import TrainingProcess
 
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return  # a run is being started right now: it needs no spare, and the caller must not wait
+        try:
             if self.keep_warm and self._spare is None and self._active_run is None:
                 self._spare = TrainingProcess()
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Let the warm spare go (an active run is left alone: cancel it first)."""

@@ -124,8 +124,10 @@ class TrainingProcess:
             job.on_done(done)
 
     def _relay(self, job: _Job, control, events) -> TrainingCompleteEvent:
+        # Not under the lock: a large Session can fill the pipe until a busy child reads it,
+        # and cancel() (called from the web's event loop) must never wait on that.
+        sent = _send_quietly(control, job.session)
         with self._lock:
-            sent = _send_quietly(control, job.session)
             self._control = control
             if self._cancelled:
                 _send_quietly(control, "cancel")
