@@ -90,3 +90,11 @@ class EventLog:
 @pytest.fixture
 def event_log():
     return EventLog()
+
+
+@pytest.fixture
+def dataset(data_dir, tone_folder):
+    """The tone fixture imported as dataset "tones"."""
+    from sda_web.datasets import import_folder
+
+    return import_folder(data_dir, tone_folder, name="tones")

@@ -11,14 +11,11 @@ import pytest
 
 from sda_web.datasets import import_folder
 from sda_web.training import (
-    EpochMetrics, TrainingCompleteEvent, TrainingRunner, get_adaptive_config, get_latest_checkpoint, list_runs,
+    EpochMetrics, TrainingRunner, get_adaptive_config, get_latest_checkpoint, list_runs,
     load_history, load_run,
 )
 from sda_web.training.checkpoints import load_checkpoint
-
-
-def finished(event):
-    return isinstance(event, TrainingCompleteEvent)
+from training_helpers import finished, training_children, wait_gone
 
 
 def small_config(**overrides):
@@ -41,9 +38,12 @@ def test_kill_9_mid_run_shows_interrupted_and_resumes_with_history(tmp_path, ton
             time.sleep(0.1)
         else:
             pytest.fail("the run never checkpointed 3 epochs")
+        workers = training_children(proc.pid)
+        assert len(workers) == 1
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert all(wait_gone(pid) for pid in workers), "the training process outlived the killed `sda train`"
 
     run = list_runs(data)[0]
     assert run.status == "interrupted" and run.has_checkpoint  # run.json said "running"; nobody owns it now
@@ -157,9 +157,12 @@ def test_kill_9_of_the_server_mid_run_then_restart_resumes_from_the_page(tmp_pat
         while not (list_runs(data) and list_runs(data)[0].epochs_done >= 2):
             assert time.monotonic() < deadline, "the run never checkpointed"
             time.sleep(0.1)
+        workers = training_children(server.pid)
+        assert workers  # the run's process (and perhaps a warm one the Train page asked for)
     finally:
         server.send_signal(signal.SIGKILL)
         server.communicate()
+    assert all(wait_gone(pid) for pid in workers), "a training process outlived the killed server"
 
     run = list_runs(data)[0]
     saved = load_checkpoint(get_latest_checkpoint(run.run_dir))

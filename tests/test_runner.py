@@ -7,27 +7,11 @@ import soundfile as sf
 
 from sda_web.datasets import import_folder
 from sda_web.training import (
-    CheckpointError, EpochMetrics, PreviewEvent, RunnerBusy, RunStarted, StepProgress, TrainingCompleteEvent,
-    TrainingRunner, get_adaptive_config, get_best_checkpoint, get_latest_checkpoint, list_checkpoints, list_runs,
-    load_history, load_run,
+    CheckpointError, EpochMetrics, PreviewEvent, RunnerBusy, RunStarted, StepProgress, TrainingRunner,
+    get_best_checkpoint, get_latest_checkpoint, list_checkpoints, list_runs, load_history, load_run,
 )
 from sda_web.training.checkpoints import load_checkpoint
-
-
-def tiny_config(**overrides):
-    base = dict(epochs=6, width=32, latent_dim=16, batch_size=4, learning_rate=3e-3, dropout=0.0, checkpoint_every=2,
-                preview_every=3, augment_pitch_bins=0)
-    base.update(overrides)
-    return get_adaptive_config(6).with_overrides(**base)
-
-
-@pytest.fixture
-def dataset(data_dir, tone_folder):
-    return import_folder(data_dir, tone_folder, name="tones")
-
-
-def finished(event):
-    return isinstance(event, TrainingCompleteEvent)
+from training_helpers import finished, tiny_config
 
 
 def test_short_run_learns_and_writes_previews_and_checkpoints(data_dir, dataset, event_log):

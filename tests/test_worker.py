@@ -6,48 +6,15 @@ import sys
 import textwrap
 import time
 
-import pytest
-
+import training_helpers
 from sda_web.datasets import import_folder
-from sda_web.training import (
-    EpochMetrics, RunStarted, TrainingCompleteEvent, TrainingRunner, get_adaptive_config, get_latest_checkpoint,
-    load_history, load_run,
-)
+from sda_web.training import EpochMetrics, RunStarted, TrainingRunner, get_latest_checkpoint, load_history, load_run
 from sda_web.training.checkpoints import load_checkpoint
-
-
-def finished(event):
-    return isinstance(event, TrainingCompleteEvent)
+from training_helpers import finished, gone, new_training_children, training_children, wait_gone
 
 
 def tiny_config(**overrides):
-    base = dict(epochs=4, width=32, latent_dim=16, batch_size=4, learning_rate=3e-3, checkpoint_every=1,
-                preview_every=100, augment_pitch_bins=0)
-    base.update(overrides)
-    return get_adaptive_config(6).with_overrides(**base)
-
-
-@pytest.fixture
-def dataset(data_dir, tone_folder):
-    return import_folder(data_dir, tone_folder, name="tones")
-
-
-def gone(pid: int) -> bool:
-    """No such process, or only its zombie (a container's init may never reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def wait_gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not gone(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return training_helpers.tiny_config(**{"checkpoint_every": 1, "preview_every": 100, **overrides})
 
 
 def test_a_child_process_trains_exactly_as_a_thread_does(data_dir, dataset, event_log):
@@ -131,34 +98,6 @@ def test_the_training_process_never_outlives_its_parent(data_dir, dataset, tmp_p
         parent.send_signal(signal.SIGKILL)
         parent.wait()
     assert wait_gone(worker, 10), "the training process was left running after its parent was killed"
-
-
-def training_children() -> set[int]:
-    """Live training processes started by this test process."""
-    pids = set()
-    for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        try:
-            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
-                pids.update(int(pid) for pid in f.read().split())
-        except FileNotFoundError:  # a thread that has just ended
-            continue
-    found = set()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"sda_web.training.worker" in f.read() and not gone(pid):
-                    found.add(pid)
-        except FileNotFoundError:
-            continue
-    return found
-
-
-def new_training_children(before: set[int], count: int = 1, timeout: float = 10) -> set[int]:
-    """Wait until `count` training processes beyond `before` are up (they start in the background)."""
-    deadline = time.monotonic() + timeout
-    while len(found := training_children() - before) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
 
 
 def test_a_warm_process_waits_for_the_next_run_and_close_lets_it_go(data_dir, dataset, event_log):

@@ -97,6 +97,7 @@ class TrainingProcess:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "sda_web.training.worker", str(control_r), str(events_w), str(os.getpid())],
                 pass_fds=(control_r, events_w), env=env, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the parent only; the parent decides
             )
         except OSError as exc:
             self._spawn_error = f"The training process could not start ({exc.strerror or exc})."
@@ -229,7 +230,6 @@ def child_main(control_fd: int, events_fd: int, parent_pid: int) -> int:
     from .session import run_session
 
     _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group; the parent decides
     control = os.fdopen(control_fd, "rb")
     events = os.fdopen(events_fd, "wb")
     _warm_up()
