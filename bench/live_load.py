@@ -20,8 +20,10 @@ on 127.0.0.1. During a real training run started through the HTTP form:
 and it prints, side by side:
 
 1. training throughput (steps/s, from the runner's own epoch timings) with
-   the clients vs with no viewers (runs alternate none, N, none, N; the
-   better of each pair counts). Target: ratio >= 0.9;
+   the clients vs with no viewers: runs alternate none, N, none, N, ...; each
+   pair gives a ratio and the median of the pairs counts (target >= 0.9).
+   On this shared machine one quiet run can be 20% faster than the next, so
+   the better run of each kind ("best vs best") is printed too but swings;
 2. whether every well-behaved client ended with the same final fragments
    (chart, stats, controls, outcome, progress, previews) as a fresh
    connection made after the run;
@@ -412,7 +414,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--silent", type=int, default=20, help="clients (of --clients) that never read")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--pairs", type=int, default=3, help="quiet/crowded run pairs")
+    parser.add_argument("--pairs", type=int, default=5, help="quiet/crowded run pairs")
     parser.add_argument("--in-process", action="store_true",
                         help="train on a thread of the server process (the old design) instead of a child process")
     parser.add_argument("--compare", action="store_true",
@@ -435,10 +437,10 @@ def main() -> None:
         print(f"\n===== training {'on a thread of the server process' if in_process else 'in a child process'} =====")
         ratios[in_process] = report(result, args)
     if args.compare:
-        print(f"\n{'throughput ratio, 200 clients vs none':40}{'best vs best':>14}{'median pair':>13}")
+        print(f"\n{'throughput ratio, 200 clients vs none':40}{'median pair':>13}{'best vs best':>14}")
         for in_process, (best, median) in ratios.items():
             label = "  training thread in the server" if in_process else "  training process (default)"
-            print(f"{label:40}{best:14.3f}{median:13.3f}")
+            print(f"{label:40}{median:13.3f}{best:14.3f}")
 
 
 def report(result: dict, args) -> tuple[float, float]:
@@ -483,7 +485,8 @@ def report(result: dict, args) -> tuple[float, float]:
     agree_all = all(c["agree"] == c["watchers"] for c in result["crowded"])
     leak_free = after["clients"] == 0 and after["tasks"] <= before["tasks"]
     rss_ok = after["rss_kb"] <= before["rss_kb"] * 1.05 + 10 * 1024
-    print(f"\ntargets: throughput ratio >= 0.9 (best vs best) -> {'met' if ratio >= 0.9 else 'NOT met'}; every client's final "
+    print(f"\ntargets: throughput ratio >= 0.9 (median of {len(pair_ratios)} pairs) -> "
+          f"{'met' if median_pair >= 0.9 else 'NOT met'}; every client's final "
           f"state identical -> {'met' if agree_all else 'NOT met'}; no leaked clients/tasks -> "
           f"{'met' if leak_free else 'NOT met'}; RSS back within 5% + 10 MB -> {'met' if rss_ok else 'NOT met'}")
     return ratio, median_pair

@@ -27,7 +27,6 @@ from typing import Callable
 
 from ..storage import atomic_write_json, read_json
 from .config import ConfigError, TrainingConfig
-from .devices import resolve_device, torch_threads  # noqa: F401 - part of this module's API
 from .events import TrainingCompleteEvent, TrainingEvent
 from .runs import RunError, load_run, mark_live, new_run_id, now_iso, run_dir_for, write_run_record
 from .session import Session
