@@ -157,6 +157,20 @@ def require_real_part(path_or_name: str, what: str, module: str | None = None) -
 
 # ---- a real server in a subprocess ----------------------------------------------
 
+HX = {"HX-Request": "true"}  # what htmx sends: the routes answer with fragments
+
+
+def wait_import(client, job_id: str = "1", timeout: float = 30):
+    """Poll an import job's status fragment until it stops asking to be polled; returns the last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/data/imports/{job_id}", headers=HX)
+        if "every 1s" not in r.text:
+            return r
+        time.sleep(0.1)
+    raise AssertionError("the import did not finish")
+
+
 def launch(data_dir, port: int, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SDA_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(

@@ -14,13 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from conftest_web import ScriptedRunner, make_dataset
+from conftest_web import HX, ScriptedRunner, make_dataset
 from sda_web.audio.io import AudioRejected, inspect_audio
 from sda_web.web.app import create_app
 from sda_web.web.imports import UploadLimits
 
 pytestmark = pytest.mark.timeout(120)
-HX = {"HX-Request": "true"}
 FORM = {"preset": "balanced", "epochs": "5", "learning_rate": "0.001", "dropout": "0.1",
         "weight_decay": "0.0001", "kl_weight_max": "0.1"}
 

@@ -8,11 +8,10 @@ from types import SimpleNamespace
 import pytest
 from starlette.testclient import TestClient
 
-from conftest_web import ScriptedRunner, complete, make_dataset, started
+from conftest_web import HX, ScriptedRunner, complete, make_dataset, started
 from sda_web.web.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
-HX = {"HX-Request": "true"}
 FORM = {"preset": "balanced", "epochs": "5", "learning_rate": "0.001", "dropout": "0.1",
         "weight_decay": "0.0001", "kl_weight_max": "0.1"}
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from conftest_web import make_dataset
+from conftest_web import HX, make_dataset
 from generation_helpers import copy_of_trained
 from sda_web import library
 from sda_web.generation.analysis import load_analysis
@@ -21,7 +21,6 @@ from sda_web.web.app import create_app
 from sda_web.web.generation_slot import generation_slot
 
 pytestmark = pytest.mark.timeout(120)
-HX = {"HX-Request": "true"}
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
 
-from conftest_web import make_dataset
+from conftest_web import HX, make_dataset
 from generation_helpers import copy_of_trained
 from sda_web.library import SoundRequest, generate_sounds, list_models, list_sounds, load_sound
 from sda_web.training.runs import mark_live
 from sda_web.web.app import create_app
 
 pytestmark = pytest.mark.timeout(120)
-HX = {"HX-Request": "true"}
 
 
 @pytest.fixture(scope="module")

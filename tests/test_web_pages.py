@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import re
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
 from starlette.testclient import TestClient
 
-from conftest_web import ScriptedRunner, make_dataset, metrics, write_tones
+from conftest_web import HX, ScriptedRunner, make_dataset, metrics, wait_import, write_tones
 from sda_web.web.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
-HX = {"HX-Request": "true"}
 
 
 @pytest.fixture
@@ -24,16 +22,6 @@ def runner():
 def client(data, runner):
     with TestClient(create_app(data, runner=runner)) as c:
         yield c
-
-
-def wait_import(client, job_id="1", timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = client.get(f"/data/imports/{job_id}", headers=HX)
-        if "every 1s" not in r.text:
-            return r
-        time.sleep(0.1)
-    raise AssertionError("import did not finish")
 
 
 def test_tabs_and_empty_states(client):

@@ -12,12 +12,11 @@ import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
 
-from conftest_web import ScriptedRunner, first_answer, free_port, launch
+from conftest_web import HX, ScriptedRunner, first_answer, free_port, launch, wait_import
 from sda_web.web.app import create_app
 from sda_web.web.imports import UploadLimits, fmt_size
 
 pytestmark = pytest.mark.timeout(90)
-HX = {"HX-Request": "true"}
 RATE = 24000
 
 
@@ -57,16 +56,6 @@ def client(data):
         yield c
 
 
-def wait_job(client, job_id: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = client.get(f"/data/imports/{job_id}", headers=HX)
-        if "every 1s" not in r.text:
-            return r
-        time.sleep(0.1)
-    raise AssertionError("the import did not finish")
-
-
 def test_each_bad_file_gets_its_own_sentence_and_the_good_ones_are_kept(client, data):
     flac = encode(tone(freq=330), fmt="FLAC")
     cases = {
@@ -89,7 +78,7 @@ def test_each_bad_file_gets_its_own_sentence_and_the_good_ones_are_kept(client, 
     files += [("files", (name, body, "audio/wav")) for name, body in accepted.items()]
     r = client.post("/data/upload", data={"name": "mixed"}, files=files, headers=HX)
     assert r.status_code == 200, r.text
-    page = wait_job(client, "1").text
+    page = wait_import(client, "1").text
     assert f"“mixed” now has {len(accepted)} files" in page and f"{len(cases)} rejected" in page
     listing = client.get("/data").text + page
     for name, (_, reason) in cases.items():
@@ -103,7 +92,7 @@ def test_a_truncated_wav_is_rejected(client, data):
     body = encode(tone(seconds=1.0), subtype="PCM_16")
     files = [("files", ("cut.wav", body[: len(body) // 2], "audio/wav")), ("files", ("ok.wav", good(), "audio/wav"))]
     client.post("/data/upload", data={"name": "cut"}, files=files, headers=HX)
-    assert "1 rejected" in wait_job(client, "1").text
+    assert "1 rejected" in wait_import(client, "1").text
 
 
 def test_names_are_sanitised_and_duplicates_never_overwrite(client, data, tmp_path):
@@ -113,7 +102,7 @@ def test_names_are_sanitised_and_duplicates_never_overwrite(client, data, tmp_pa
              ("files", ("\x00\x1bweird\u202e.wav", good(500), "audio/wav")),
              ("files", ("x" * 1000 + ".wav", good(600), "audio/wav"))]
     client.post("/data/upload", data={"name": "names"}, files=files, headers=HX)
-    assert "“names” now has 5 files" in wait_job(client, "1").text
+    assert "“names” now has 5 files" in wait_import(client, "1").text
     audio = data / "datasets" / "names" / "audio"
     stored = sorted(p.name for p in audio.iterdir())
     assert "escape.wav" in stored and "same-name.wav" in stored and "same-name-2.wav" in stored, stored
@@ -123,13 +112,13 @@ def test_names_are_sanitised_and_duplicates_never_overwrite(client, data, tmp_pa
     # the same name again, different sound: kept beside, the first one untouched
     client.post("/data/upload", data={"name": "names"}, files=[("files", ("same name.wav", good(700), "audio/wav"))],
                 headers=HX)
-    wait_job(client, "2")
+    wait_import(client, "2")
     assert hashlib.sha256((audio / "same-name.wav").read_bytes()).hexdigest() == first
     assert "same-name-3.wav" in {p.name for p in audio.iterdir()}
     # a name too long for the form parser: what came before it is kept, the rest is reported
     files = [("files", ("before.wav", good(800), "audio/wav")), ("files", ("y" * 20000 + ".wav", good(900), "audio/wav"))]
     client.post("/data/upload", data={"name": "names"}, files=files, headers=HX)
-    page = wait_job(client, "3").text
+    page = wait_import(client, "3").text
     assert "1 rejected" in page and "file name or header was too long" in page
     assert "before.wav" in {p.name for p in audio.iterdir()}
     assert leftovers(data) == []
