@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sda_web.audio.features import MelSpec
+from sda_web.audio.features import BandSpec
 from sda_web.training.data import FeatureStats, SegmentBank, augment, segment_frames
 from sda_web.training.split import split_by_file
 
@@ -22,19 +22,19 @@ def test_different_seeds_give_different_splits():
 
 
 def test_segment_bank_pads_one_shots_and_keeps_windows_inside_files():
-    spec = MelSpec()
+    spec = BandSpec()
     frames = segment_frames(spec, 1.0)
     assert frames % 16 == 0 and frames * spec.hop_length >= spec.sample_rate
     # File 0: a 10-frame one-shot; file 1: 300 frames counting up, so windows can be traced.
-    short = torch.full((spec.n_mels, 10), 5.0)
-    long = torch.arange(300.0).expand(spec.n_mels, 300)
+    short = torch.full((spec.n_bands, 10), 5.0)
+    long = torch.arange(300.0).expand(spec.n_bands, 300)
     bank = SegmentBank([short, long], FeatureStats(0.0, 1.0), spec, frames, torch.device("cpu"))
     assert bank.per_file == [1, 3]
     silence = math.log(spec.log_floor)
     positions = bank.random_positions(torch.Generator().manual_seed(0))
     assert len(positions) == bank.segments_per_epoch == 4
     windows = bank.gather(positions)
-    assert windows.shape == (4, spec.n_mels, frames)
+    assert windows.shape == (4, spec.n_bands, frames)
     for window in windows:
         row = window[0]
         if row[0] == 5.0:  # the one-shot, then silence padding

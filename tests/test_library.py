@@ -93,7 +93,7 @@ def test_export_is_one_file_that_holds_a_usable_model(data, model_id, tmp_path):
         analysis = json.loads(archive.read("analysis.json"))
     model = ConvVAE(ModelShape.from_dict(payload["model_shape"]))
     model.load_state_dict(payload["model"])
-    assert "trainer" not in payload and payload["mel_spec"]["sample_rate"] == 24000
+    assert "trainer" not in payload and payload["feature_spec"]["sample_rate"] == 48000
     assert [c["label"] for c in analysis["controls"]] == list(list_models(data)[0].controls)
     default = export_model(data, model_id)
     assert default == data / "exports" / f"{model_id}.zip" and default.stat().st_size == path.stat().st_size
@@ -134,7 +134,7 @@ def test_generated_sounds_are_kept_with_their_parameters(data, model_id):
                                     "format": "wav", "bits": 24, "rate": None, "gl_iters": 24}
         assert record["variation"] == sound.variation and record["model_epoch"] > 0
         info = sf.info(str(sound.audio_path))
-        assert (info.samplerate, info.subtype, info.frames) == (24000, "PCM_24", 36000)
+        assert (info.samplerate, info.subtype, info.frames) == (48000, "PCM_24", 72000)  # 24 kHz files: a 48 kHz model
         assert sound.waveform_path.read_text().startswith("<svg")
         assert load_sound(data, sound.sound_id) == sound
 

@@ -34,7 +34,7 @@ def test_short_run_learns_and_writes_previews_and_checkpoints(data_dir, dataset,
     for p in previews:
         for path in (p.audio_path, p.prior_path):
             audio, rate = sf.read(path)
-            assert rate == 24000 and len(audio) > 10000
+            assert rate == 48000 and len(audio) > 10000
             assert np.isfinite(audio).all() and np.abs(audio).max() > 0.1
 
     run_dir = load_run(data_dir, run_id).run_dir

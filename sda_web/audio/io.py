@@ -19,7 +19,8 @@ MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 64
 SILENCE_PEAK = 1e-4  # -80 dBFS: anything quieter is treated as silence
-# One analysis frame of the mel front end (n_fft=1024 at 24 kHz). A file shorter
+# One analysis frame of the old mel front end (n_fft=1024 at 24 kHz; 42.7 ms, as the
+# full-band n_fft=2048 at 48 kHz). A file shorter
 # than that cannot give even one spectrogram frame; anything longer is usable,
 # however short (clicks, drum hits), because training pads short sounds.
 MIN_FRAME_SAMPLES = 1024

@@ -7,13 +7,13 @@ encoded to its posterior mean. PCA of
 those means gives the directions along which the dataset actually varies; the
 components that explain a meaningful share of the variance (>= 5%, at least 2,
 at most 8) become sliders. Each is labelled by the audio feature its scores
-correlate with most (|Pearson r|), features computed from the log-mel the
+correlate with most (|Pearson r|), features computed from the log features the
 encoder already saw, so no audio is synthesised:
 
   brightness  spectral centroid (Hz) of the band energies
   loudness    RMS level (dB) from the band energies
-  noisiness   spectral flatness of the mel power (energy-weighted over frames)
-  pitch       frequency of the strongest mel band (energy-weighted, in octaves)
+  noisiness   spectral flatness of the band power (energy-weighted over frames)
+  pitch       frequency of the strongest band (energy-weighted, in octaves)
   attack      positive spectral flux: how much and how often energy rises (dB/s)
 
 Labels are unique: pairs are taken strongest first, so a component whose best
@@ -35,7 +35,7 @@ from typing import Callable
 
 import torch
 
-from ..audio.features import MelSpec, log_mel
+from ..audio.features import ENERGY_PER_MEAN_SQUARE, FeatureSpec, band_centres_hz, band_energy, log_features
 from ..audio.io import AudioRejected, load_mono
 from ..storage import read_json
 from .analysis import FEATURE_UNITS, FEATURES, AnalysisError, Control, LatentAnalysis, load_analysis, save_analysis
@@ -105,7 +105,7 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
             wave = torch.from_numpy(load_mono(path, spec.sample_rate))
         except (AudioRejected, OSError):  # gone or damaged since training: analyse the rest
             continue
-        segments = _segments(log_mel(wave, spec), frames, spec)  # (n, n_mels, frames), log-mel
+        segments = _segments(log_features(wave, spec), frames, spec)  # (n, n_bands, frames)
         mu = torch.cat([model.model.encode(model.stats.normalise(chunk).to(model.device))[0].float().cpu()
                         for chunk in segments.split(ENCODE_BATCH)])
         latents.append(mu.double())
@@ -138,8 +138,8 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
     return analysis.rounded()  # exactly what analysis.json will hold
 
 
-def _segments(mel: torch.Tensor, frames: int, spec: MelSpec) -> torch.Tensor:
-    """(n_mels, T) log-mel -> (n, n_mels, frames) windows at a hop of frames // 2, the last
+def _segments(mel: torch.Tensor, frames: int, spec: FeatureSpec) -> torch.Tensor:
+    """(n_bands, T) log features -> (n, n_bands, frames) windows at a hop of frames // 2, the last
     one flush with the end; a sound shorter than a segment is padded with silence (as in training)."""
     total = mel.shape[1]
     if total < frames:
@@ -235,50 +235,26 @@ def _slope(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((x * (y.double() - y.double().mean())).sum()) / denom if denom > 0 else 0.0
 
 
-# -- audio features from log-mel ------------------------------------------
+# -- audio features from log features ---------------------------------------
 
-_band_cache: dict = {}
-
-
-def mel_bands(spec: MelSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """(centre frequency in Hz, energy weight) of every mel band.
-
-    With Slaney (area) normalisation a band's value is a power density; times
-    its weight (1 / the triangle's peak) it is the band's share of the power,
-    and the shares of all bands sum to the STFT power between f_min and f_max."""
-    bands = _band_cache.get(spec)
-    if bands is None:
-        import torchaudio.transforms as T
-
-        fb = T.MelScale(n_mels=spec.n_mels, sample_rate=spec.sample_rate, f_min=spec.f_min, f_max=spec.f_max,
-                        n_stft=spec.n_stft, norm="slaney", mel_scale="slaney").fb.double()  # (n_stft, n_mels)
-        freqs = torch.linspace(0, spec.sample_rate / 2, spec.n_stft, dtype=torch.float64)
-        area = fb.sum(dim=0).clamp(min=1e-12)
-        centres = (fb * freqs[:, None]).sum(dim=0) / area
-        weights = 1.0 / fb.amax(dim=0).clamp(min=1e-12)
-        bands = _band_cache[spec] = (centres, weights)
-    return bands
-
-
-def segment_features(log_mels: torch.Tensor, spec: MelSpec) -> dict[str, torch.Tensor]:
-    """Audio features of each (n_mels, frames) log-mel segment in a batch (n, n_mels, frames)."""
-    centres, weights = mel_bands(spec)
-    lm = log_mels.double()
-    density = lm.exp()  # mel power density
-    band_energy = density * weights[None, :, None]  # (n, mels, frames)
-    frame_energy = band_energy.sum(dim=1)  # (n, frames)
-    total = frame_energy.sum(dim=1).clamp(min=1e-20)
+def segment_features(log_feats: torch.Tensor, spec: FeatureSpec) -> dict[str, torch.Tensor]:
+    """Audio features of each (n_bands, frames) log-feature segment in a batch (n, n_bands, frames)."""
+    centres = band_centres_hz(spec)
+    lm = log_feats.double()
+    density = lm.exp()  # power density per band
+    band_power = band_energy(log_feats, spec)  # (n, bands, frames): each band's share of the frame's power
+    frame_energy = band_power.sum(dim=1)  # (n, frames)
+    total = frame_energy.sum(dim=1).clamp(min=1e-30)
     frame_weight = frame_energy / total[:, None]
 
-    brightness = (band_energy * centres[None, :, None]).sum(dim=(1, 2)) / total
-    # STFT power of a full-scale-ish signal: sum over the one-sided spectrum ~ 3 N^2 / 16 * rms^2 (Hann window).
-    rms_power = frame_energy.mean(dim=1) * 16 / (3 * spec.n_fft ** 2)
+    brightness = (band_power * centres[None, :, None]).sum(dim=(1, 2)) / total
+    rms_power = frame_energy.mean(dim=1) / ENERGY_PER_MEAN_SQUARE
     loudness = 10 * torch.log10(rms_power.clamp(min=1e-12))
-    flatness_per_frame = lm.mean(dim=1).exp() / density.mean(dim=1).clamp(min=1e-20)
+    flatness_per_frame = lm.mean(dim=1).exp() / density.mean(dim=1).clamp(min=1e-30)
     noisiness = (flatness_per_frame * frame_weight).sum(dim=1)
     peak_octave = torch.log2(centres[density.argmax(dim=1)].clamp(min=1.0))  # (n, frames)
     pitch = torch.exp2((peak_octave * frame_weight).sum(dim=1))
     rise_db = (lm[:, :, 1:] - lm[:, :, :-1]).clamp(min=0).mean(dim=1) * (10 / math.log(10))  # (n, frames - 1)
-    seconds = log_mels.shape[-1] * spec.hop_length / spec.sample_rate
+    seconds = log_feats.shape[-1] * spec.hop_length / spec.sample_rate
     attack = rise_db.sum(dim=1) / seconds
     return {"brightness": brightness, "loudness": loudness, "noisiness": noisiness, "pitch": pitch, "attack": attack}

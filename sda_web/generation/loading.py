@@ -1,6 +1,6 @@
 """A trained model loaded from its run folder, with everything needed to use it.
 
-The mel parameters and normalisation stats travel inside the checkpoint, so a
+The feature parameters and normalisation stats travel inside the checkpoint, so a
 model can never be decoded with features other than those it was trained on.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ..audio.features import MelSpec, log_mel, mel_to_waveform
+from ..audio.features import FeatureSpec, checkpoint_spec, log_features
+from ..audio.inverse import features_to_wave
 from ..model import ConvVAE, ModelShape
 from ..training.checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, load_checkpoint, model_state
 from ..training.data import FeatureStats
@@ -20,7 +21,7 @@ from ..training.data import FeatureStats
 @dataclass
 class TrainedModel:
     model: ConvVAE
-    spec: MelSpec
+    spec: FeatureSpec
     stats: FeatureStats
     shape: ModelShape
     epoch: int
@@ -34,33 +35,32 @@ class TrainedModel:
     @torch.no_grad()
     def segment_latents(self, wave: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Posterior means of consecutive segments of a mono waveform, and its frame count."""
-        mel = self.stats.normalise(log_mel(wave, self.spec))
-        frames = mel.shape[-1]
+        feats = self.stats.normalise(log_features(wave, self.spec))
+        frames = feats.shape[-1]
         count = max(1, math.ceil(frames / self.frames))
         silence = float(self.stats.normalise(torch.tensor(math.log(self.spec.log_floor))))
-        padded = torch.full((mel.shape[0], count * self.frames), silence)
-        padded[:, :frames] = mel
-        segments = padded.view(mel.shape[0], count, self.frames).permute(1, 0, 2).to(self.device)
+        padded = torch.full((feats.shape[0], count * self.frames), silence)
+        padded[:, :frames] = feats
+        segments = padded.view(feats.shape[0], count, self.frames).permute(1, 0, 2).to(self.device)
         mu, _ = self.model.encode(segments)
         return mu, frames
 
     @torch.no_grad()
     def decode_segments(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (n, latent) -> log-mel segments (n, n_mels, frames), on the CPU."""
+        """Latents (n, latent) -> log-feature segments (n, n_bands, frames), on the CPU."""
         return self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
 
     @torch.no_grad()
-    def decode_log_mel(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (n, latent) -> log-mel (n_mels, n * frames), segments side by side."""
-        mel = self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
-        return mel.permute(1, 0, 2).reshape(mel.shape[1], -1)
+    def decode_features(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (n, latent) -> log features (n_bands, n * frames), segments side by side."""
+        feats = self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
+        return feats.permute(1, 0, 2).reshape(feats.shape[1], -1)
 
     @torch.no_grad()
     def reconstruct(self, wave: torch.Tensor, n_iter: int | None = None) -> torch.Tensor:
         """Encode and decode a whole mono waveform segment by segment (no overlap)."""
         mu, frames = self.segment_latents(wave)
-        mel = self.decode_log_mel(mu)[:, :frames]
-        return mel_to_waveform(mel, self.spec, n_iter)
+        return features_to_wave(self.decode_features(mu)[:, :frames], self.spec, n_iter)
 
 
 def load_trained_model(run_dir: Path, which: str = "best", device: str | torch.device = "cpu") -> TrainedModel:
@@ -74,5 +74,5 @@ def load_trained_model(run_dir: Path, which: str = "best", device: str | torch.d
     model = ConvVAE(shape).to(device)
     model.load_state_dict(model_state(payload))
     model.eval()
-    return TrainedModel(model, MelSpec.from_dict(payload["mel_spec"]), FeatureStats(**payload["feature_stats"]),
+    return TrainedModel(model, checkpoint_spec(payload), FeatureStats(**payload["feature_stats"]),
                         shape, int(payload["epoch"]), device)

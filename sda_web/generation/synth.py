@@ -1,5 +1,5 @@
 """New sounds from a trained model: a latent path, decoded segment by segment,
-crossfaded as mel spectra and turned into one waveform.
+crossfaded as band spectra and turned into one waveform.
 
 1. Where to start: the dataset's mean latent, or a blend of two of its files
    (slerp of their mean latents about the dataset mean), moved by the sliders
@@ -9,8 +9,8 @@ crossfaded as mel spectra and turned into one waveform.
    the variation amount; one key every KEY_SPACING segments (about 2 s), eased
    between keys by a norm-preserving slerp, so long sounds drift slowly.
 3. Segments of the model's length are decoded at a hop of half a segment and
-   overlap-added as mel *power* with sin^2/cos^2 crossfades that sum to one.
-4. One Griffin-Lim pass over the whole mel: its phase is consistent across
+   overlap-added as band *power* with sin^2/cos^2 crossfades that sum to one.
+4. One Griffin-Lim pass over the whole spectrogram (`audio.inverse`): its phase is consistent across
    the former seams, so there is nothing to click.
 
 Randomness comes only from numpy's PCG64 seeded with (seed, variation index):
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from .analysis import AnalysisError, LatentAnalysis
-from .inverse import NNLS_UPDATES, griffin_lim, mel_to_power
+from ..audio.features import features_to_power
+from ..audio.inverse import features_to_wave, griffin_lim
 from .loading import TrainedModel
 from .settings import GENERATION_GL_ITERS, Blend, GenerationSettings
 
@@ -51,7 +52,7 @@ Progress = Callable[[int, int], None]
 class SynthTimings:
     """Where generation time goes (seconds, summed over variations)."""
     model_s: float = 0.0  # latent path + decoding segments + overlap-add
-    mel_inverse_s: float = 0.0  # mel -> linear power (pseudo-inverse + NNLS)
+    mel_inverse_s: float = 0.0  # band log power -> linear STFT power
     griffin_lim_s: float = 0.0
     audio_s: float = 0.0  # seconds of audio made
 
@@ -96,10 +97,10 @@ def generate_variation(model: TrainedModel, analysis: LatentAnalysis | None, set
     device = model.device
     t0 = time.perf_counter()
     z = torch.from_numpy(latent_path(model, analysis, settings, index, count)).to(device)
-    segments = model.stats.denormalise(model.model.decode(z)).float()  # (count, n_mels, frames) log-mel
-    log_mel = overlap_add(segments, hop)[:, :frames_needed]
+    segments = model.stats.denormalise(model.model.decode(z)).float()  # (count, n_bands, frames) log features
+    log_feats = overlap_add(segments, hop)[:, :frames_needed]
     t1 = _synced(device)
-    power = mel_to_power(torch.exp(log_mel.clamp(max=30.0)), spec, NNLS_UPDATES)
+    power = features_to_power(log_feats, spec)
     t2 = _synced(device)
     wave = griffin_lim(power, spec, settings.gl_iters)[:samples].cpu().numpy().astype(np.float32)
     t3 = time.perf_counter()
@@ -122,11 +123,8 @@ def makeup_gain(model: TrainedModel, analysis: LatentAnalysis | None) -> float:
         latents = np.asarray([analysis.file_latents[n] for n in names], dtype=np.float32)
     else:
         latents = np.zeros((1, model.shape.latent_dim), np.float32)
-    log_mels = model.stats.denormalise(model.model.decode(torch.from_numpy(latents).to(model.device))).float()
-    peaks = []
-    for log_mel in log_mels:
-        power = mel_to_power(torch.exp(log_mel.clamp(max=30.0)), model.spec, NNLS_UPDATES)
-        peaks.append(float(griffin_lim(power, model.spec, GENERATION_GL_ITERS).abs().max()))
+    log_feats = model.stats.denormalise(model.model.decode(torch.from_numpy(latents).to(model.device))).float()
+    peaks = [float(wave.abs().max()) for wave in features_to_wave(log_feats, model.spec, GENERATION_GL_ITERS)]
     peak = float(np.median(peaks))
     gain = float(min(MAX_MAKEUP, max(1.0, REFERENCE_PEAK / peak))) if peak > 0 else 1.0
     model.makeup_gains[key] = gain
@@ -177,9 +175,9 @@ def latent_path(model: TrainedModel, analysis: LatentAnalysis | None, settings: 
 
 
 def overlap_add(segments: torch.Tensor, hop: int) -> torch.Tensor:
-    """(count, n_mels, frames) log-mel segments at `hop` -> (n_mels, (count - 1) * hop + frames) log-mel,
+    """(count, n_bands, frames) log-feature segments at `hop` -> (n_bands, (count - 1) * hop + frames) log features,
     crossfaded as power with sin^2 / cos^2 ramps over each overlap (they sum to one)."""
-    count, n_mels, frames = segments.shape
+    count, n_bands, frames = segments.shape
     if count == 1:
         return segments[0]
     overlap = frames - hop
@@ -187,7 +185,7 @@ def overlap_add(segments: torch.Tensor, hop: int) -> torch.Tensor:
     ramp = torch.sin(0.5 * math.pi * (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap).square().float()
     ramp = ramp.to(device)
     total = (count - 1) * hop + frames
-    power = torch.zeros(n_mels, total, device=device)
+    power = torch.zeros(n_bands, total, device=device)
     power_segments = torch.exp(segments.clamp(max=30.0))
     for k in range(count):
         weight = torch.ones(frames, device=device)

@@ -157,7 +157,7 @@ def export_model(data_dir: Path, model_id: str, dest: Path | None = None) -> Pat
         archive.writestr("README.txt", (
             f"sda-web model {model.name!r} (run {model.model_id}), trained on dataset {model.dataset!r} "
             f"for {model.epochs_trained} epochs.\nmodel.pt is a torch.save'd dict: 'model' (ConvVAE weights), "
-            "'model_shape', 'mel_spec', 'feature_stats', 'config', 'epoch'.\n"
+            "'model_shape', 'feature_spec', 'feature_stats', 'config', 'epoch'.\n"
             "analysis.json holds the sound controls (latent directions) computed after training.\n"))
     atomic_write_bytes(dest, buffer.getvalue())
     return dest

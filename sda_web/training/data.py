@@ -1,4 +1,4 @@
-"""Training data: every file's log-mel computed once, kept in one tensor.
+"""Training data: every file's log features computed once, kept in one tensor.
 
 All files of a split are concatenated along time into a single "bank" on the
 training device. A training example is a window of `frames` columns that lies
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from ..audio.features import MelSpec, log_mel
+from ..audio.features import FeatureSpec, log_features
 from ..audio.io import load_mono
 from ..model.vae import DOWNSAMPLINGS
 
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Normalisation of log-mel values: (x - mean) / std, from the training files."""
+    """Normalisation of log-feature values: (x - mean) / std, from the training files."""
     mean: float
     std: float
 
@@ -32,7 +32,7 @@ class FeatureStats:
         return values * self.std + self.mean
 
 
-def segment_frames(spec: MelSpec, seconds: float) -> int:
+def segment_frames(spec: FeatureSpec, seconds: float) -> int:
     """Frames per training segment, rounded up to what the model can halve 4 times."""
     factor = 2**DOWNSAMPLINGS
     raw = seconds * spec.sample_rate / spec.hop_length
@@ -43,14 +43,14 @@ class FeaturesCancelled(Exception):
     """A cancel arrived while the features were being computed."""
 
 
-def compute_log_mels(paths: list[Path], spec: MelSpec, should_stop=None) -> list[torch.Tensor]:
-    """(n_mels, frames) log-mel of each file, on the CPU. Checks `should_stop` per file."""
+def compute_log_features(paths: list[Path], spec: FeatureSpec, should_stop=None) -> list[torch.Tensor]:
+    """(n_bands, frames) log features of each file, on the CPU. Checks `should_stop` per file."""
     mels = []
     for path in paths:
         if should_stop is not None and should_stop():
             raise FeaturesCancelled()
         wave = torch.from_numpy(load_mono(path, spec.sample_rate))
-        mels.append(log_mel(wave, spec))
+        mels.append(log_features(wave, spec))
     return mels
 
 
@@ -60,9 +60,9 @@ def feature_stats(mels: list[torch.Tensor]) -> FeatureStats:
 
 
 class SegmentBank:
-    """Normalised log-mel of a set of files, concatenated, on one device."""
+    """Normalised log features of a set of files, concatenated, on one device."""
 
-    def __init__(self, mels: list[torch.Tensor], stats: FeatureStats, spec: MelSpec, frames: int,
+    def __init__(self, mels: list[torch.Tensor], stats: FeatureStats, spec: FeatureSpec, frames: int,
                  device: torch.device):
         self.frames = frames
         self.silence = float(stats.normalise(torch.tensor(math.log(spec.log_floor))))
@@ -77,8 +77,8 @@ class SegmentBank:
             starts.append(offset)
             lengths.append(mel.shape[1])
             offset += mel.shape[1]
-        self.bank = torch.cat(padded, dim=1).to(device) if padded else torch.empty(spec.n_mels, 0, device=device)
-        self.windows = self.bank.unfold(1, frames, 1)  # (n_mels, positions, frames), a view
+        self.bank = torch.cat(padded, dim=1).to(device) if padded else torch.empty(spec.n_bands, 0, device=device)
+        self.windows = self.bank.unfold(1, frames, 1)  # (n_bands, positions, frames), a view
         self.starts = torch.tensor(starts, dtype=torch.long)
         self.spans = torch.tensor([n - frames + 1 for n in lengths], dtype=torch.long)  # valid offsets per file
         self.per_file = [max(1, round(n / frames)) for n in lengths]
@@ -107,13 +107,13 @@ class SegmentBank:
         return torch.tensor(positions, dtype=torch.long)
 
     def gather(self, positions: torch.Tensor) -> torch.Tensor:
-        """(batch, n_mels, frames) windows starting at `positions`."""
+        """(batch, n_bands, frames) windows starting at `positions`."""
         return self.windows[:, positions.to(self.bank.device)].permute(1, 0, 2)
 
 
 def augment(batch: torch.Tensor, gain_db: float, pitch_bins: int, silence: float, std: float,
             generator: torch.Generator) -> torch.Tensor:
-    """Random gain (a shift in log-power) and a small shift along the mel axis, per example."""
+    """Random gain (a shift in log-power) and a small shift along the band axis, per example."""
     b, n_mels, _ = batch.shape
     device = batch.device
     if gain_db > 0:

@@ -13,7 +13,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..audio.features import MelSpec, mel_to_waveform
+from ..audio.features import FeatureSpec
+from ..audio.inverse import features_to_wave
 from ..model import ConvVAE
 from .data import FeatureStats
 
@@ -33,16 +34,16 @@ def write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> None:
 
 
 @torch.no_grad()
-def decode_to_audio(model: ConvVAE, z: torch.Tensor, stats: FeatureStats, spec: MelSpec) -> np.ndarray:
+def decode_to_audio(model: ConvVAE, z: torch.Tensor, stats: FeatureStats, spec: FeatureSpec) -> np.ndarray:
     model.eval()
     mel = stats.denormalise(model.decode(z)).float().cpu()
-    return mel_to_waveform(mel, spec).numpy()
+    return features_to_wave(mel, spec).numpy()
 
 
 @torch.no_grad()
 def write_previews(model: ConvVAE, clip: torch.Tensor, prior_z: torch.Tensor, stats: FeatureStats,
-                   spec: MelSpec, recon_path: Path, prior_path: Path) -> None:
-    """clip: one normalised segment (n_mels, frames) on the model's device."""
+                   spec: FeatureSpec, recon_path: Path, prior_path: Path) -> None:
+    """clip: one normalised segment (n_bands, frames) on the model's device."""
     model.eval()
     mu, _ = model.encode(clip.unsqueeze(0))
     z = torch.cat([mu, prior_z.to(mu.device)], dim=0)

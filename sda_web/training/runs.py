@@ -2,7 +2,7 @@
 
 <data>/runs/<run_id>/run.json      status and summary (rewritten atomically)
                     config.json   the TrainingConfig
-                    features.json mel parameters + normalisation stats
+                    features.json feature parameters + normalisation stats
                     metrics.json  the full epoch history
                     checkpoints/  latest.pt, best.pt
                     previews/     epoch_NNNN_recon.wav, epoch_NNNN_prior.wav

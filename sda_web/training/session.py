@@ -91,6 +91,13 @@ def describe_failure(exc: BaseException) -> str:
     return f"Training failed unexpectedly: {type(exc).__name__}{': ' + text if text else ''}."
 
 
+def _sample_rates(paths: list[Path]) -> list[int]:
+    """The files' own sample rates (headers only): the model's rate follows the majority."""
+    import soundfile as sf
+
+    return [int(sf.info(str(path)).samplerate) for path in paths]
+
+
 def _remove_stale_temp_files(run_dir: Path) -> None:
     """Temp files of writes cut short by a kill -9; the real files are intact."""
     for path in run_dir.rglob(".*.tmp"):
@@ -110,10 +117,10 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     """The body of a run."""
     import torch
 
-    from ..audio.features import MelSpec
+    from ..audio.features import checkpoint_spec, default_spec
     from ..model import ModelShape
     from . import checkpoints as ckpt
-    from .data import FeatureStats, SegmentBank, compute_log_mels, feature_stats, segment_frames
+    from .data import FeatureStats, SegmentBank, compute_log_features, feature_stats, segment_frames
     from .previews import write_previews
     from .trainer import Trainer
 
@@ -129,19 +136,19 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     if session.resume:
         latest = ckpt.get_latest_checkpoint(run_dir)
         payload = ckpt.load_checkpoint(latest, map_location=device)  # latest, never best
-        spec = MelSpec.from_dict(payload["mel_spec"])
+        spec = checkpoint_spec(payload)
         stats = FeatureStats(**payload["feature_stats"])
-        train_mels = compute_log_mels(session.train_files, spec, stop_requested)
+        train_mels = compute_log_features(session.train_files, spec, stop_requested)
     else:
-        spec = MelSpec()
-        train_mels = compute_log_mels(session.train_files, spec, stop_requested)
+        spec = default_spec(_sample_rates(session.train_files + session.val_files))
+        train_mels = compute_log_features(session.train_files, spec, stop_requested)
         stats = feature_stats(train_mels)
     frames = segment_frames(spec, cfg.segment_seconds)
-    atomic_write_json(features_path, {"mel_spec": spec.to_dict(), "feature_stats": stats.__dict__, "segment_frames": frames})
+    atomic_write_json(features_path, {"feature_spec": spec.to_dict(), "feature_stats": stats.__dict__, "segment_frames": frames})
 
     train_bank = SegmentBank(train_mels, stats, spec, frames, device)
-    val_bank = SegmentBank(compute_log_mels(session.val_files, spec, stop_requested), stats, spec, frames, device) if session.val_files else None
-    shape = ModelShape(n_mels=spec.n_mels, frames=frames, latent_dim=cfg.latent_dim, width=cfg.width, dropout=cfg.dropout)
+    val_bank = SegmentBank(compute_log_features(session.val_files, spec, stop_requested), stats, spec, frames, device) if session.val_files else None
+    shape = ModelShape(n_mels=spec.n_bands, frames=frames, latent_dim=cfg.latent_dim, width=cfg.width, dropout=cfg.dropout)
     trainer = Trainer(cfg, shape, train_bank, val_bank, stats.std, device)
 
     history: list[EpochMetrics] = []
@@ -163,7 +170,7 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     prior_z = torch.randn(1, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
 
     def common_payload(epoch: int) -> dict:
-        return {"epoch": epoch, "config": cfg.to_dict(), "model_shape": shape.to_dict(), "mel_spec": spec.to_dict(),
+        return {"epoch": epoch, "config": cfg.to_dict(), "model_shape": shape.to_dict(), "feature_spec": spec.to_dict(),
                 "feature_stats": stats.__dict__, "best_val_loss": best_val, "dataset": session.dataset,
                 "run_id": session.run_id}
 
