@@ -124,17 +124,20 @@ def main() -> None:
         steps_per_epoch = steps[0]
 
         from sda_web.audio.features import MelSpec
-        from sda_web.training.data import SegmentBank, compute_log_mels, feature_stats, segment_frames
+        from sda_web.training.data import SegmentBank, compute_log_features, feature_stats, segment_frames
 
-        spec = MelSpec()
-        mels = compute_log_mels(sorted((tmp / "data/datasets/reference/audio").iterdir())[:4], spec)
+        spec = MelSpec()  # the reference model's input: 80 mel bands, as the earlier design had
+        mels = compute_log_features(sorted((tmp / "data/datasets/reference/audio").iterdir())[:4], spec)
         bank = SegmentBank(mels, feature_stats(mels), spec, segment_frames(spec, 1.0), torch.device("cpu"))
         batch = bank.gather(bank.random_positions(torch.Generator().manual_seed(0))[: config.batch_size])
         ref_ms, ref_params = reference_model_ms_per_step(batch)
 
     from sda_web.model import ConvVAE, ModelShape
 
-    ours_params = sum(p.numel() for p in ConvVAE(ModelShape(80, 96, config.latent_dim, config.width, 0.0)).parameters())
+    from sda_web.audio.features import default_spec
+
+    ours_params = sum(p.numel() for p in ConvVAE(ModelShape(default_spec().n_bands, 96, config.latent_dim, config.width,
+                                                            0.0)).parameters())
     ours_ms = compute / max(1, steps_per_epoch) * 1000
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the training process
 
