@@ -49,7 +49,7 @@ def test_training_leaves_an_analysis_with_labelled_controls(run_dir, model, anal
         assert math.isclose(np.linalg.norm(control.direction), 1.0, rel_tol=1e-5)
         assert control.std > 0 and (control.minimum, control.maximum) == (-3.0, 3.0)
         if control.feature:
-            assert control.label == control.feature and control.correlation >= 0.3
+            assert control.label == control.feature and control.correlation >= 0.9 and control.effect.startswith("+1 ≈ ")
         else:
             assert control.label.startswith("texture ")
     explained = [c.explained for c in analysis.controls]

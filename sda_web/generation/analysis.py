@@ -15,9 +15,11 @@ from ..storage import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 ANALYSIS_FILE = "analysis.json"
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: labels measured on the decoded sound
 FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack")
 FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s"}
+# A slider's effect is told on a scale a musician reads: octaves for pitch, dB for flatness.
+EFFECT_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "dB flatness", "pitch": "octave", "attack": "dB/s"}
 SLIDER_RANGE = 3.0  # sliders span +-3 standard deviations of the component's scores
 
 
@@ -32,16 +34,32 @@ class Control:
     feature: str | None  # the feature it was named after (None for texture)
     component: int  # PCA component index (0 = most variance)
     explained: float  # share of the latent variance along it
-    correlation: float  # Pearson r of the (sign-corrected) score with the feature; > 0 when named
+    correlation: float  # Spearman rho of slider value vs the feature of the decoded sound (mean over starts)
     std: float  # standard deviation of the dataset's scores along it
-    feature_per_std: float | None  # change of the feature (in its unit) per +1 on the slider
+    feature_per_std: float | None  # change of the decoded sound's feature (EFFECT_UNITS) per +1 on the slider
     direction: tuple[float, ...]  # unit vector, latent_dim long
     minimum: float = -SLIDER_RANGE
     maximum: float = SLIDER_RANGE
 
     @property
     def unit(self) -> str | None:
-        return FEATURE_UNITS.get(self.feature or "")
+        return EFFECT_UNITS.get(self.feature or "")
+
+    @property
+    def effect(self) -> str | None:
+        """What +1 on the slider does to the generated sound, in human units ("+1 ≈ +3.1 dB")."""
+        if not self.feature or self.feature_per_std is None:
+            return None
+        return f"+1 ≈ {_human(self.feature_per_std)} {self.unit}"
+
+
+def _human(value: float) -> str:
+    """Two significant digits, never scientific: +3.1, +420, -0.31, +1200."""
+    if value == 0:
+        return "0"
+    digits = max(0, 1 - int(math.floor(math.log10(abs(value)))))
+    rounded = round(value, digits)
+    return f"{rounded:+.{digits}f}" if digits else f"{int(rounded):+d}"
 
 
 @dataclass(frozen=True)

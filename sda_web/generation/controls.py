@@ -6,9 +6,11 @@ model's length (hop: half a segment; at most 32 per file, evenly spaced) and
 encoded to its posterior mean. PCA of
 those means gives the directions along which the dataset actually varies; the
 components that explain a meaningful share of the variance (>= 5%, at least 2,
-at most 8) become sliders. Each is labelled by the audio feature its scores
-correlate with most (|Pearson r|), features computed from the log features the
-encoder already saw, so no audio is synthesised:
+at most 8) become sliders. Each is named by what it does to the sound the
+*decoder* makes, since that is what a musician hears: from the mean latents of
+up to 8 of the dataset's files, the component is swept through -2..+2 (its
+score's standard deviations), every point decoded, and these features measured
+on the decoded log spectrum:
 
   brightness  spectral centroid (Hz) of the band energies
   loudness    RMS level (dB) from the band energies
@@ -16,11 +18,12 @@ encoder already saw, so no audio is synthesised:
   pitch       frequency of the strongest band (energy-weighted, in octaves)
   attack      positive spectral flux: how much and how often energy rises (dB/s)
 
-Labels are unique: pairs are taken strongest first, so a component whose best
-feature is taken gets its next best, or "texture N" when nothing correlates
-with |r| >= 0.3. Signs are flipped so that "+" raises the feature. A slider
-value is in standard deviations of the component's scores, 0 = dataset mean,
-range +-3.
+A component takes a feature's name only where the response is monotone:
+Spearman rho >= 0.9 between slider value and feature, averaged over the
+starting points; pairs strongest first, each feature once, otherwise it stays
+"texture N". Signs are flipped so that "+" raises the feature, and the mean
+change per +1 is kept in human units ("+1 ≈ +3.1 dB"). A slider value is in
+standard deviations of the component's scores, 0 = dataset mean, range +-3.
 
 The result is plain data (`LatentAnalysis`), stored as analysis.json in the run
 folder next to the checkpoints it was computed from.
@@ -43,7 +46,7 @@ from .loading import TrainedModel, load_trained_model
 
 MIN_EXPLAINED = 0.05  # a component must explain at least this share of the variance...
 MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
-MIN_LABEL_CORRELATION = 0.3  # below this |r| a component is "texture N", not a named feature
+MIN_MONOTONE_RHO = 0.9  # a component is named only if the decoded sound's feature follows it this monotonically
 ENCODE_BATCH = 64
 MAX_SEGMENTS_PER_FILE = 32  # evenly spaced: a 10-minute file does not outweigh (or outlast) the rest
 
@@ -122,7 +125,10 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
     owners_t = torch.tensor(owners)
     mean = z.mean(dim=0)
     basis, basis_std, explained = _pca(z - mean)
-    controls = _label_controls(z - mean, basis, basis_std, explained, features)
+    names_sorted = sorted(range(len(names)), key=lambda i: names[i])
+    picks = [names_sorted[round(k * (len(names) - 1) / max(1, SWEEP_STARTS - 1))] for k in range(min(SWEEP_STARTS, len(names)))]
+    starts = torch.stack([z[owners_t == i].mean(dim=0) for i in dict.fromkeys(picks)])
+    controls = _label_controls(model, mean, basis, basis_std, explained, starts)
     file_latents = {name: tuple(z[owners_t == i].mean(dim=0).tolist()) for i, name in enumerate(names)}
     summary = {k: {"unit": FEATURE_UNITS[k], "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
                for k, v in features.items()}
@@ -169,21 +175,21 @@ def _pca(centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return vh[keep], variance[keep].sqrt(), explained[keep]
 
 
-def _label_controls(centred, basis, basis_std, explained, features) -> list[Control]:
+def _label_controls(model: TrainedModel, mean: torch.Tensor, basis, basis_std, explained,
+                    starts: torch.Tensor) -> list[Control]:
+    """Sliders for the leading components, each named by what it does to the *decoded* sound."""
     count = int((explained >= MIN_EXPLAINED).sum())
     count = min(max(count, MIN_CONTROLS), MAX_CONTROLS, len(explained))
     if count == 0:
         return []
-    scores = centred @ basis[:count].T  # (segments, count)
-    transformed = {k: _perceptual(k, v) for k, v in features.items()}
-    r = torch.stack([torch.stack([_pearson(scores[:, c], transformed[k]) for k in FEATURES]) for c in range(count)])
+    rho, slope = _sweep_through_decoder(model, basis[:count], basis_std[:count], starts)
 
     # Strongest (component, feature) pairs first; each component and each feature used once.
     assigned: dict[int, str] = {}
-    pairs = sorted(((abs(float(r[c, f])), c, f) for c in range(count) for f in range(len(FEATURES))), reverse=True)
+    pairs = sorted(((abs(float(rho[c, f])), c, f) for c in range(count) for f in range(len(FEATURES))), reverse=True)
     used = set()
     for strength, c, f in pairs:
-        if strength < MIN_LABEL_CORRELATION:
+        if strength < MIN_MONOTONE_RHO:
             break
         if c in assigned or f in used:
             continue
@@ -195,44 +201,66 @@ def _label_controls(centred, basis, basis_std, explained, features) -> list[Cont
         direction = basis[c]
         feature = assigned.get(c)
         if feature is not None:
-            sign = 1.0 if float(r[c, FEATURES.index(feature)]) >= 0 else -1.0
+            f = FEATURES.index(feature)
+            sign = 1.0 if float(rho[c, f]) >= 0 else -1.0  # "+" raises the feature
         else:  # no feature: a fixed convention so the direction is the same on every machine
             sign = 1.0 if float(direction[direction.abs().argmax()]) >= 0 else -1.0
             textures += 1
-        direction = direction * sign
-        std = float(basis_std[c])
-        signed_scores = scores[:, c] * sign
-        correlation = float(_pearson(signed_scores, transformed[feature])) if feature else 0.0
-        per_std = _slope(signed_scores / max(std, 1e-12), features[feature]) if feature else None
         controls.append(Control(
             label=feature or f"texture {textures}", feature=feature, component=c, explained=float(explained[c]),
-            correlation=correlation, std=std, feature_per_std=per_std, direction=tuple(direction.tolist()),
+            correlation=sign * float(rho[c, f]) if feature else 0.0, std=float(basis_std[c]),
+            feature_per_std=sign * float(slope[c, f]) if feature else None,
+            direction=tuple((direction * sign).tolist()),
         ))
     return controls
 
 
-def _perceptual(name: str, values: torch.Tensor) -> torch.Tensor:
-    """Correlate on a perceptual scale: octaves for frequencies, dB for flatness."""
-    if name in ("brightness", "pitch"):
+SWEEP = (-2.0, -1.0, 0.0, 1.0, 2.0)  # slider values tried from each starting point
+SWEEP_STARTS = 8  # starting points: the mean latents of up to this many of the dataset's files
+
+
+@torch.no_grad()
+def _sweep_through_decoder(model: TrainedModel, basis: torch.Tensor, basis_std: torch.Tensor,
+                           starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rho, slope), each (components, features): the Spearman rho between the slider value and
+    each feature of the decoded sound, averaged over starting points, and the mean change of the
+    feature per +1 (on EFFECT_UNITS' scale). The decoder's log spectrum is what the inverse turns
+    into sound (its ceiling is 1-3 dB), so no Griffin-Lim is needed to measure it."""
+    values = torch.tensor(SWEEP, dtype=torch.float64)
+    steps = (basis[:, None, :] * basis_std[:, None, None]) * values[None, :, None]  # (c, v, latent)
+    z = starts[None, :, None, :] + steps[:, None, :, :]  # (c, starts, v, latent)
+    flat = z.reshape(-1, z.shape[-1]).float()
+    decoded = torch.cat([model.decode_segments(chunk) for chunk in flat.split(ENCODE_BATCH)])
+    measured = segment_features(decoded, model.spec)
+    rho = torch.zeros(len(basis), len(FEATURES), dtype=torch.float64)
+    slope = torch.zeros_like(rho)
+    for f, name in enumerate(FEATURES):
+        feature = _effect_scale(name, measured[name]).reshape(z.shape[:3])  # (c, starts, v)
+        rho[:, f] = _spearman_with_sweep(feature).mean(dim=1)
+        centred = values - values.mean()
+        slope[:, f] = ((feature - feature.mean(dim=2, keepdim=True)) * centred).sum(dim=2).mean(dim=1) / centred.square().sum()
+    return rho, slope
+
+
+def _spearman_with_sweep(feature: torch.Tensor) -> torch.Tensor:
+    """Spearman rho of each (..., v) row against the increasing sweep values (ties share ranks)."""
+    n = feature.shape[-1]
+    ranks = (feature[..., :, None] > feature[..., None, :]).double().sum(-1) \
+        + 0.5 * ((feature[..., :, None] == feature[..., None, :]).double().sum(-1) - 1) + 1
+    sweep_ranks = torch.arange(1, n + 1, dtype=torch.float64)
+    x = sweep_ranks - sweep_ranks.mean()
+    y = ranks - ranks.mean(dim=-1, keepdim=True)
+    denom = (x.square().sum() * y.square().sum(dim=-1)).sqrt()
+    return torch.where(denom > 0, (x * y).sum(dim=-1) / denom.clamp(min=1e-30), torch.zeros_like(denom))
+
+
+def _effect_scale(name: str, values: torch.Tensor) -> torch.Tensor:
+    """Features on the scale their effect is told in: octaves for pitch, dB for flatness."""
+    if name == "pitch":
         return torch.log2(values.clamp(min=1.0))
     if name == "noisiness":
         return 10 * torch.log10(values.clamp(min=1e-6))
-    if name == "attack":
-        return torch.log1p(values.clamp(min=0.0))
     return values
-
-
-def _pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    x = x.double() - x.double().mean()
-    y = y.double() - y.double().mean()
-    denom = (x.square().sum() * y.square().sum()).sqrt()
-    return (x * y).sum() / denom if float(denom) > 0 else torch.zeros((), dtype=torch.float64)
-
-
-def _slope(x: torch.Tensor, y: torch.Tensor) -> float:
-    x = x.double() - x.double().mean()
-    denom = float(x.square().sum())
-    return float((x * (y.double() - y.double().mean())).sum()) / denom if denom > 0 else 0.0
 
 
 # -- audio features from log features ---------------------------------------
