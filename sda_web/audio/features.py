@@ -153,9 +153,18 @@ def _cached(key, build):
         return obj
 
 
-def _band_matrices(spec: BandSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(average, interpolate): (n_bands, n_stft) means over each band's bins, and
-    (n_stft, n_bands) linear interpolation between band centres (flat beyond the outer ones)."""
+# A band holds the mean *log* power of its bins: for noise (exponentially distributed bin
+# powers) that sits Euler's gamma below the log of their mean power, so a cymbal came back
+# with half its energy above 12 kHz. Bins of a w-bin band get exp(gamma * (1 - 1/w)) back:
+# measured on real kits, top-octave energy kept 0.54 -> 0.98 (Millo) and 0.45 -> 0.77
+# (Forzee) for a ceiling of 3.13 -> 3.25 and 1.44 -> 1.45 dB.
+EULER_GAMMA = 0.5772156649
+
+
+def _band_matrices(spec: BandSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(average, interpolate, log_correction): (n_bands, n_stft) means over each band's bins,
+    (n_stft, n_bands) linear interpolation between band centres (flat beyond the outer ones),
+    and the (n_stft, 1) log-power correction of each bin for its band's averaging."""
     def build():
         edges = band_edges(spec)
         n = len(edges) - 1
@@ -169,8 +178,10 @@ def _band_matrices(spec: BandSpec, device: torch.device) -> tuple[torch.Tensor, 
         interpolate = np.zeros((spec.n_stft, n))
         interpolate[bins, upper - 1] = 1 - u
         interpolate[bins, upper] += u
-        return (torch.tensor(average, dtype=torch.float32, device=device),
-                torch.tensor(interpolate, dtype=torch.float32, device=device))
+        widths = np.repeat(np.diff(edges), np.diff(edges)).astype(np.float64)
+        log_correction = EULER_GAMMA * (1.0 - 1.0 / widths)[:, None]
+        return tuple(torch.tensor(m, dtype=torch.float32, device=device)
+                     for m in (average, interpolate, log_correction))
 
     return _cached(("bands", spec, str(device)), build)
 
@@ -231,7 +242,7 @@ def log_features(wave, spec: FeatureSpec) -> torch.Tensor:
     if isinstance(spec, MelSpec):
         mel = _mel_transform(spec, wave.device)(wave)
         return torch.log(torch.clamp(mel, min=spec.log_floor))
-    average, _ = _band_matrices(spec, wave.device)
+    average = _band_matrices(spec, wave.device)[0]
     log_power = torch.log(power_spectrogram(wave, spec).clamp(min=spec.log_floor))
     return torch.matmul(average, log_power)
 
@@ -248,8 +259,8 @@ def features_to_power(log_feats: torch.Tensor, spec: FeatureSpec) -> torch.Tenso
     log_feats = torch.nan_to_num(torch.as_tensor(log_feats, dtype=torch.float32), nan=floor).clamp(max=MAX_LOG)
     if isinstance(spec, MelSpec):
         return _mel_to_power(torch.exp(log_feats), spec)
-    _, interpolate = _band_matrices(spec, log_feats.device)
-    return torch.exp(torch.matmul(interpolate, log_feats)) * _power_scale(spec)
+    _, interpolate, log_correction = _band_matrices(spec, log_feats.device)
+    return torch.exp(torch.matmul(interpolate, log_feats) + log_correction) * _power_scale(spec)
 
 
 # -- the pre-full-band mel features ---------------------------------------------
