@@ -45,6 +45,24 @@ class TrainedModel:
         return mu, frames
 
     @torch.no_grad()
+    def path_latents(self, wave: torch.Tensor) -> torch.Tensor:
+        """A whole mono waveform (samples,) -> posterior means (count, latent) of its segments at
+        half-segment hops, laid out as synth.render_latents decodes them for len(wave) samples
+        (the tail padded with silence, as in training). On the CPU, float32; one batch."""
+        from .synth import segment_layout  # (synth imports this module)
+
+        frames_needed = math.ceil(int(wave.shape[-1]) / self.spec.hop_length) + 1
+        count, hop = segment_layout(frames_needed, self.frames)
+        mel = self.stats.normalise(log_mel(wave, self.spec))
+        silence = float(self.stats.normalise(torch.tensor(math.log(self.spec.log_floor))))
+        padded = torch.full((mel.shape[0], (count - 1) * hop + self.frames), silence)
+        used = min(mel.shape[-1], padded.shape[-1])
+        padded[:, :used] = mel[:, :used]
+        segments = padded.unfold(1, self.frames, hop).permute(1, 0, 2)  # (count, n_mels, frames)
+        mu, _ = self.model.encode(segments.contiguous().to(self.device))
+        return mu.float().cpu()
+
+    @torch.no_grad()
     def decode_segments(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (n, latent) -> log-mel segments (n, n_mels, frames), on the CPU."""
         return self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
