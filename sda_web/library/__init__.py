@@ -8,7 +8,8 @@ from .models import (
 )
 from .sounds import (
     Rendered, Sound, SoundError, SoundRequest, UnknownSound, delete_sound, download_name, export_sound,
-    generate_sounds, list_sounds, load_sound, regenerate, render, sample_pack, sound_file_name, validate_request,
+    generate_sounds, list_sounds, load_sound, regenerate, render, sample_pack, sound_file_name, transform_file,
+    validate_request,
 )
 from .sources import Source, SourceError, UnknownSource, keep_dataset_file, keep_source, list_sources, load_source
 
@@ -16,7 +17,7 @@ __all__ = [
     "ImportRefused", "ModelBusy", "ModelError", "ModelInfo", "UnknownModel", "delete_model", "export_file_name",
     "export_model", "import_model", "list_models", "load_model", "rename_model", "resolve_model",
     "Rendered", "Sound", "SoundError", "SoundRequest", "UnknownSound", "delete_sound", "download_name", "export_sound",
-    "generate_sounds", "list_sounds", "load_sound", "regenerate", "render", "sample_pack", "sound_file_name",
+    "generate_sounds", "list_sounds", "load_sound", "regenerate", "render", "sample_pack", "sound_file_name", "transform_file",
     "validate_request",
     "Source", "SourceError", "UnknownSource", "keep_dataset_file", "keep_source", "list_sources", "load_source",
 ]

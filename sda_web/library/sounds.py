@@ -162,7 +162,7 @@ def validate_request(data_dir: Path, request: SoundRequest) -> tuple[ModelInfo, 
     analysis = load_analysis(model.run_dir) if (settings.controls or settings.blend) else None
     if analysis is None:
         settings = replace(settings, controls={}, blend=None)
-    _checked(settings, analysis, request, sources)
+    _checked(settings, analysis, sources, request.source is not None)
     return model, replace(request, model=model.model_id, format=fmt.format, bits=fmt.bits, rate=fmt.rate)
 
 
@@ -176,12 +176,12 @@ def request_sources(data_dir: Path, request: SoundRequest) -> dict:
         raise SoundError(str(exc)) from None
 
 
-def _checked(settings: GenerationSettings, analysis, request: SoundRequest, sources: dict) -> GenerationSettings:
+def _checked(settings: GenerationSettings, analysis, sources: dict, transform: bool) -> GenerationSettings:
     """The settings validated for what the request does (a transform's duration is its source's)."""
     from dataclasses import replace
 
     checked = settings
-    if request.source is not None:
+    if transform:
         checked = replace(settings, duration_s=MIN_DURATION_S, blend=None)
     checked.validated(analysis, known_sounds=frozenset(sources))
     return settings
@@ -208,7 +208,7 @@ def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progre
     sources = request_sources(data_dir, request)
     _use_app_threads()
     trained, analysis = _load(model, device)
-    settings = _checked(request.settings(), analysis, request, sources)
+    settings = _checked(request.settings(), analysis, sources, request.source is not None)
     rate = trained.spec.sample_rate
     if request.source is not None:
         source_wave = _source_wave(sources[request.source], rate)
@@ -231,6 +231,25 @@ def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progre
             progress(done, len(wanted))
     kept = {ref: {"name": src.name, "origin": src.origin, "dataset": src.dataset} for ref, src in sources.items()}
     return Rendered(model, trained.epoch, rate, waves, request, kept)
+
+
+def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device: str = "cpu") -> Rendered:
+    """A transform of a sound file that is not kept in the library (`sda transform --out`): the
+    same samples as a kept source with the same bytes would give. AudioRejected (`.reason`, the
+    importer's sentence) when the file cannot be used."""
+    from dataclasses import replace
+
+    from ..generation.transform import load_source as load_wave, transform_variation
+
+    model, request = validate_request(data_dir, replace(request, source=None, blend=None))
+    _use_app_threads()
+    trained, analysis = _load(model, device)
+    rate = trained.spec.sample_rate
+    wave = load_wave(Path(path), rate)
+    request = replace(request, duration_s=len(wave) / rate)
+    settings = _checked(request.settings(), analysis, {}, transform=True)
+    waves = {v: transform_variation(trained, analysis, wave, settings, v - 1) for v in range(1, settings.variations + 1)}
+    return Rendered(model, trained.epoch, rate, waves, request)
 
 
 def _source_wave(source, sample_rate: int):
