@@ -129,6 +129,11 @@ class Sound:
     def title(self) -> str:
         return f"{self.model_name} seed {self.request.seed} v{self.variation}"
 
+    def source_label(self, ref: str | None) -> str:
+        """source_name, marked "(uploaded)" for a sound that was not one of a dataset's."""
+        name = self.source_name(ref)
+        return f"{name} (uploaded)" if ref in self.sources and self.sources[ref].get("origin") == "upload" else name
+
     def source_name(self, ref: str | None) -> str:
         """A blend end or source as a person knows it: the dataset file name, or the kept sound's name."""
         if ref and ref in self.sources:

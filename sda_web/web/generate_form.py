@@ -106,7 +106,8 @@ class GenerateForm:
         blend = request.blend or ("", "", 0.5)
         start = "sound" if request.source else "morph" if request.blend else "average"
         return cls(start=start, source=request.source or "", source_id=request.source, model_id=request.model, seed=str(request.seed), variations=str(request.variations),
-                   duration_s=f"{request.duration_s:g}", variation_amount=f"{request.variation_amount:g}",
+                   duration_s=f"{round(request.duration_s, 1) if request.source else request.duration_s:g}",
+                   variation_amount=f"{request.variation_amount:g}",
                    controls={label: f"{value:g}" for label, value in request.controls.items()},
                    blend_a=blend[0], blend_b=blend[1], blend_amount=f"{float(blend[2]):g}",
                    format=request.format, bits=str(request.bits), rate=str(request.rate or "model"))

@@ -42,7 +42,7 @@ def batches(sounds: list[Sound], models: list[ModelInfo]) -> list[Batch]:
 def describe(sound: Sound) -> list[str]:
     """The parameters that made a sound, in short words."""
     r = sound.request
-    parts = [f"from {sound.source_name(r.source)}"] if r.source else []
+    parts = [f"from {sound.source_label(r.source)}"] if r.source else []
     parts += [f"seed {r.seed}", f"{r.duration_s:.3g} s" if r.source else f"{r.duration_s:g} s"]
     if r.variations > 1:
         parts.append(f"{r.variations} variations")
