@@ -81,7 +81,7 @@ class SoundRequest:
         return {"model": self.model, "seed": self.seed, "variations": self.variations, "duration_s": self.duration_s,
                 "controls": dict(self.controls), "variation_amount": self.variation_amount,
                 "blend": list(self.blend) if self.blend else None, "format": self.format, "bits": self.bits,
-                "rate": self.rate, "gl_iters": self.gl_iters, "source": self.source}
+                "rate": self.rate, "gl_iters": self.gl_iters, **({"source": self.source} if self.source else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SoundRequest":
