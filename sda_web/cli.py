@@ -96,7 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     transform.add_argument("files", nargs="+", type=Path, metavar="FILE", help="sound files (up to 60 s each)")
     transform.add_argument("--control", action="append", default=[], metavar="LABEL=VALUE",
                            help="move a sound control, in standard deviations (-3 to 3), e.g. brightness=+1.5")
-    transform.add_argument("--variation", dest="variation_amount", type=float, default=0.3,
+    transform.add_argument("--variation", dest="variation_amount", type=float, default=0.3, metavar="X",
                            help="how far the result wanders from the input (0 to 2; default 0.3; "
                                 "0 with no control = the model's plain reconstruction)")
     transform.add_argument("--seed", type=int, help="same seed and settings -> the same sounds (default: random)")
