@@ -82,7 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--variation", dest="variation_amount", type=float, default=1.0,
                           help="how far each variation wanders from the centre (0 to 2; default 1)")
     generate.add_argument("--blend", nargs=3, metavar=("FILE_A", "FILE_B", "AMOUNT"),
-                          help="start between two sounds of the dataset (AMOUNT 0 = FILE_A, 1 = FILE_B)")
+                          help="start between two sounds (AMOUNT 0 = FILE_A, 1 = FILE_B): each a sound of the "
+                               "model's dataset by name, or any sound file by its path (kept in the library)")
     generate.add_argument("--format", default="wav", help="wav | flac")
     generate.add_argument("--bits", default="16", help="16 | 24")
     generate.add_argument("--rate", default="model", help="model | 44100 | 48000")
@@ -208,7 +209,8 @@ def _cmd_generate(args) -> int:
     blend = None
     if args.blend:
         file_a, file_b, amount = args.blend
-        blend = (file_a, file_b, _parse_number(amount, "--blend AMOUNT"))
+        amount = _parse_number(amount, "--blend AMOUNT")
+        blend = (_blend_end(data_dir, args.model, file_a), _blend_end(data_dir, args.model, file_b), amount)
     request = SoundRequest(model=args.model, seed=seed, variations=args.variations, duration_s=args.duration,
                            controls=_parse_controls(args.control), variation_amount=args.variation_amount, blend=blend,
                            format=args.format, bits=args.bits, rate=args.rate)
@@ -299,6 +301,25 @@ def _cmd_import_model(args) -> int:
     print(f"Imported model {model.name!r} (id {model.model_id}): trained on {model.dataset!r} for "
           f"{model.epochs_trained} epochs; sound controls: {controls}.")
     return 0
+
+
+def _blend_end(data_dir: Path, model_ref: str, end: str) -> str:
+    """A --blend end as the request names it: a dataset file's name as given, or a sound file
+    (a path that is not one of the dataset's names) kept in the library, by its id."""
+    from .audio.io import AudioRejected
+    from .generation.analysis import load_analysis
+    from .library import keep_source, resolve_model
+
+    path = Path(end)
+    if not path.is_file():
+        return end
+    analysis = load_analysis(resolve_model(data_dir, model_ref).run_dir)
+    if analysis is not None and end in analysis.file_latents:
+        return end
+    try:
+        return keep_source(data_dir, path, path.name).source_id
+    except AudioRejected as exc:
+        raise ValueError(f"{end}: {exc.reason}") from None
 
 
 def _parse_controls(items: list[str]) -> dict[str, float]:

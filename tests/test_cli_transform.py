@@ -119,3 +119,18 @@ def test_export_and_import_through_the_command_line(data, tmp_path, capsys):
     assert "There is no model called 'nope'" in capsys.readouterr().err
     assert main(["export-model", "latest", str(tmp_path), "--data-dir", str(data)]) == 0  # a folder: named file in it
     assert capsys.readouterr().out.strip().endswith(".sda-model.zip")
+
+
+def test_generate_blends_between_a_dataset_sound_and_any_file(data, tmp_path, capsys):
+    src = inputs(tmp_path / "in")
+    args = ["generate", "latest", "--blend", "demo_02_bell.wav", str(src / "snare.flac"), "0.5", "--duration", "1",
+            "--seed", "4", "--data-dir", str(data)]
+    assert main(args) == 0
+    (path,) = capsys.readouterr().out.split()
+    with open(os.path.join(os.path.dirname(path), "sound.json")) as f:
+        record = json.load(f)
+    a, b, amount = record["params"]["blend"]
+    assert a == "demo_02_bell.wav" and b.startswith("src-") and amount == 0.5
+    assert record["sources"][b]["name"] == "snare.flac"
+    assert main([*args[:3], "demo_02_bell.wav", str(src / "broken.wav"), *args[5:]]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {src / 'broken.wav'}: ")
