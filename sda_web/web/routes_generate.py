@@ -156,11 +156,13 @@ def _respond(request: Request, view: GenerateView, status_code: int = 200, *, fr
 def _empty_state(request: Request, view: GenerateView, status_code: int):
     if view.has_datasets:
         text = ("There is no trained model yet. Train one on your sounds first (even a few minutes of training "
-                "gives something to play with); it appears here as soon as it has a checkpoint.")
+                "gives something to play with), or import one in the Library; it appears here as soon as it has "
+                "a checkpoint.")
         link, label = url(request, "train_page"), "Go to Train"
     else:
         text = ("There is nothing to generate from yet. Add a few of your sounds (or the demo sounds) on the Data "
-                "tab, train a model on them, and come back here to make new ones.")
+                "tab, train a model on them, and come back here to make new ones (or import a model someone "
+                "exported, in the Library).")
         link, label = url(request, "data_page"), "Go to the Data tab"
     return render(request, "empty.html", {"tab": "generate_page", "heading": "No model to generate with",
                                           "text": text, "link": link, "link_label": label}, status_code=status_code)
