@@ -104,7 +104,8 @@ def keep_source(data_dir: Path, path: Path, name: str, *, origin: str = "upload"
     try:
         shutil.copyfile(path, staging / record.file_name)
         atomic_write_json(staging / SOURCE_FILE, record.to_dict())
-        shutil.rmtree(folder, ignore_errors=True)  # a folder without its record is a leftover
+        if folder.is_dir() and not (folder / SOURCE_FILE).exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a folder without its record is a leftover
         try:
             os.rename(staging, folder)
         except OSError:  # kept by someone else a moment ago
