@@ -148,7 +148,7 @@ def _cmd_demo(args) -> int:
 
 def _cmd_train(args) -> int:
     from .datasets import DatasetError, import_folder, load_dataset
-    from .training import TrainingRunner, get_adaptive_config, latest_resumable_run
+    from .training import TrainingRunner, get_adaptive_config, list_runs
 
     data_dir = resolve_data_dir(args.data_dir)
     source = Path(args.source)
@@ -169,7 +169,10 @@ def _cmd_train(args) -> int:
     runner = TrainingRunner(data_dir)
     events: queue.Queue = queue.Queue()
     if args.resume:
-        run = latest_resumable_run(data_dir, manifest.name)
+        from .library.models import is_imported
+
+        run = next((r for r in list_runs(data_dir, manifest.name) if r.has_checkpoint and not is_imported(r.run_dir)),
+                   None)
         if run is None:
             raise DatasetError(f"Dataset {manifest.name!r} has no run with a checkpoint to resume; train without --resume first.")
         runner.resume(run.run_id, events.put, epochs=args.epochs, device=args.device)

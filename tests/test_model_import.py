@@ -169,3 +169,26 @@ def test_bad_zips_are_refused_with_one_sentence_and_nothing_changes(trained, exp
         assert snapshot(other) == before, path.name
     assert not (tmp_path / "outside.txt").exists() and not (other.parent / "outside.txt").exists()
     assert not os.path.exists("/tmp/sda-import-ran-code")
+
+
+def test_an_imported_model_is_not_offered_for_more_training(trained, exported, tmp_path, capsys):
+    from starlette.testclient import TestClient
+
+    from sda_web.datasets import import_folder
+    from sda_web.web.app import create_app
+    from sda_web.web.view import resume_offer
+    from conftest_web import write_tones
+
+    other = tmp_path / "with-demo"
+    imported = import_model(other, exported)
+    write_tones(tmp_path / "demo")
+    import_folder(other, tmp_path / "demo", name=imported.dataset)  # a dataset of the same name lives here
+    assert resume_offer(other, imported.dataset) is None  # its weights are here, its optimizer state is not
+    with TestClient(create_app(other)) as client:
+        r = client.post("/train/resume", data={"run_id": imported.model_id})
+        assert r.status_code == 409 and "was imported" in r.text
+    from sda_web.cli import main
+
+    assert main(["train", str(tmp_path / "not-a-folder"), "--name", imported.dataset, "--resume",
+                 "--data-dir", str(other)]) == 2
+    assert "has no run with a checkpoint to resume" in capsys.readouterr().err

@@ -218,6 +218,18 @@ def import_model(data_dir: Path, zip_path: Path) -> ModelInfo:
     return load_model(data_dir, run_id)
 
 
+IMPORTED_CANNOT_RESUME = ("This model was imported: it holds its weights but not its training state, so it "
+                          "cannot be trained further here; start a new run on its dataset instead.")
+
+
+def is_imported(run_dir: Path) -> bool:
+    """Whether a run folder came from import_model (weights only: nothing to resume)."""
+    try:
+        return bool(read_json(Path(run_dir) / "run.json").get("imported_from"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _now() -> str:
     from datetime import datetime, timezone
 
