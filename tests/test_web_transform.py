@@ -78,6 +78,7 @@ def test_start_from_an_uploaded_sound_without_javascript(server, model):
     assert "<span>from my pluck.wav (uploaded)</span>" in params(page) and "<span>seed 9</span>" in params(page)
     (source,) = re.findall(r'src="(/library/sources/src-[0-9a-f]{16}/audio)"', page)
     assert server.http.get(source).content == wav_bytes()  # the original, as it was uploaded
+    assert f'src="{source}"' in server.http.get("/library").text  # the Library shows what it came from too
     players = re.findall(r'<audio controls preload="none" src="(/library/sounds/[^"]+/audio)"', page)
     assert len(players) == 2
     audio, rate = sf.read(io.BytesIO(server.http.get(players[0]).content), dtype="float32")
