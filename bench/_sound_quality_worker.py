@@ -38,7 +38,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=None)
     args = parser.parse_args()
-    import numpy as np
     import soundfile as sf
     import torch
 

@@ -1,4 +1,4 @@
-"""`sda`: the command line. serve | train | demo-data | generate | models.
+"""`sda`: the command line. serve | train | demo-data | generate | transform | models | export-model | import-model.
 
 Heavy imports (torch, the web stack) happen inside the command that needs them.
 """
@@ -82,7 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--variation", dest="variation_amount", type=float, default=1.0,
                           help="how far each variation wanders from the centre (0 to 2; default 1)")
     generate.add_argument("--blend", nargs=3, metavar=("FILE_A", "FILE_B", "AMOUNT"),
-                          help="start between two sounds of the dataset (AMOUNT 0 = FILE_A, 1 = FILE_B)")
+                          help="start between two sounds (AMOUNT 0 = FILE_A, 1 = FILE_B): each a sound of the "
+                               "model's dataset by name, or any sound file by its path (kept in the library)")
     generate.add_argument("--format", default="wav", help="wav | flac")
     generate.add_argument("--bits", default="16", help="16 | 24")
     generate.add_argument("--rate", default="model", help="model | 44100 | 48000")
@@ -90,6 +91,36 @@ def _build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", default="cpu", help="cpu | auto | cuda | mps")
     data_dir_arg(generate)
     generate.set_defaults(handler=_cmd_generate)
+
+    transform = sub.add_parser("transform", help="put your own sounds through a trained model")
+    transform.add_argument("model", help='a model name or id (see `sda models`), or "latest"')
+    transform.add_argument("files", nargs="+", type=Path, metavar="FILE", help="sound files (up to 60 s each)")
+    transform.add_argument("--control", action="append", default=[], metavar="LABEL=VALUE",
+                           help="move a sound control, in standard deviations (-3 to 3), e.g. brightness=+1.5")
+    transform.add_argument("--variation", dest="variation_amount", type=float, default=0.3, metavar="X",
+                           help="how far the result wanders from the input (0 to 2; default 0.3; "
+                                "0 with no control = the model's plain reconstruction)")
+    transform.add_argument("--seed", type=int, help="same seed and settings -> the same sounds (default: random)")
+    transform.add_argument("--format", default="wav", help="wav | flac")
+    transform.add_argument("--bits", default="16", help="16 | 24")
+    transform.add_argument("--rate", default="model", help="model | 44100 | 48000")
+    transform.add_argument("--out", type=Path,
+                           help="write the files to this folder, named after the inputs (default: keep them in the "
+                                "library, with the sounds they came from)")
+    transform.add_argument("--device", default="cpu", help="cpu | auto | cuda | mps")
+    data_dir_arg(transform)
+    transform.set_defaults(handler=_cmd_transform)
+
+    export = sub.add_parser("export-model", help="write a trained model to one zip, to use it elsewhere")
+    export.add_argument("model", help='a model name or id (see `sda models`), or "latest"')
+    export.add_argument("out", type=Path, metavar="OUT.zip", help="the zip to write (a folder: a file named after the model in it)")
+    data_dir_arg(export)
+    export.set_defaults(handler=_cmd_export_model)
+
+    import_ = sub.add_parser("import-model", help="add a model exported from sda-web (here or elsewhere) to the library")
+    import_.add_argument("zip", type=Path, metavar="FILE.zip")
+    data_dir_arg(import_)
+    import_.set_defaults(handler=_cmd_import_model)
 
     models = sub.add_parser("models", help="list trained models")
     models.add_argument("--json", action="store_true", help="print them as JSON")
@@ -117,7 +148,7 @@ def _cmd_demo(args) -> int:
 
 def _cmd_train(args) -> int:
     from .datasets import DatasetError, import_folder, load_dataset
-    from .training import TrainingRunner, get_adaptive_config, latest_resumable_run
+    from .training import TrainingRunner, get_adaptive_config, list_runs
 
     data_dir = resolve_data_dir(args.data_dir)
     source = Path(args.source)
@@ -138,7 +169,10 @@ def _cmd_train(args) -> int:
     runner = TrainingRunner(data_dir)
     events: queue.Queue = queue.Queue()
     if args.resume:
-        run = latest_resumable_run(data_dir, manifest.name)
+        from .library.models import is_imported
+
+        run = next((r for r in list_runs(data_dir, manifest.name) if r.has_checkpoint and not is_imported(r.run_dir)),
+                   None)
         if run is None:
             raise DatasetError(f"Dataset {manifest.name!r} has no run with a checkpoint to resume; train without --resume first.")
         runner.resume(run.run_id, events.put, epochs=args.epochs, device=args.device)
@@ -178,7 +212,8 @@ def _cmd_generate(args) -> int:
     blend = None
     if args.blend:
         file_a, file_b, amount = args.blend
-        blend = (file_a, file_b, _parse_number(amount, "--blend AMOUNT"))
+        amount = _parse_number(amount, "--blend AMOUNT")
+        blend = (_blend_end(data_dir, args.model, file_a), _blend_end(data_dir, args.model, file_b), amount)
     request = SoundRequest(model=args.model, seed=seed, variations=args.variations, duration_s=args.duration,
                            controls=_parse_controls(args.control), variation_amount=args.variation_amount, blend=blend,
                            format=args.format, bits=args.bits, rate=args.rate)
@@ -195,6 +230,98 @@ def _cmd_generate(args) -> int:
         path = args.out / sound_file_name(model.name, seed, variation, fmt)
         print(write_audio(path, wave, made.sample_rate, fmt))
     return 0
+
+
+def _cmd_transform(args) -> int:
+    """Each file re-synthesised by the model; a file that cannot be used is skipped with the
+    importer's reason and the others still go through (exit status 1 if any was skipped)."""
+    import random
+    from dataclasses import replace
+
+    from .audio.io import AudioRejected
+    from .generation.export import AudioFormat, write_audio
+    from .library import SoundRequest, generate_sounds, keep_source, transform_file, validate_request
+
+    data_dir = resolve_data_dir(args.data_dir)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    request = SoundRequest(model=args.model, seed=seed, controls=_parse_controls(args.control),
+                           variation_amount=args.variation_amount, format=args.format, bits=args.bits, rate=args.rate)
+    model, request = validate_request(data_dir, request)  # clear errors before any model is loaded
+    fmt = AudioFormat.parse(request.format, request.bits, request.rate)
+    count = len(args.files)
+    print(f"Transforming {count} file{'' if count == 1 else 's'} with model {model.name!r} (seed {seed}, "
+          f"variation {request.variation_amount:g}).", file=sys.stderr)
+    skipped, written = 0, set()
+    for path in args.files:
+        try:
+            if not path.is_file():
+                raise AudioRejected("There is no such file." if not path.exists() else "It is not a file.")
+            if args.out is None:
+                source = keep_source(data_dir, path, path.name)
+                for sound in generate_sounds(data_dir, replace(request, source=source.source_id), device=args.device):
+                    print(sound.audio_path)
+                continue
+            made = transform_file(data_dir, request, path, device=args.device)
+        except AudioRejected as exc:
+            skipped += 1
+            print(f"skipped {path}: {exc.reason}", file=sys.stderr)
+            continue
+        target = _output_path(args.out, path, fmt.extension, written)
+        written.add(target)
+        print(write_audio(target, made.waves[1], made.sample_rate, fmt))
+    if skipped:
+        print(f"{skipped} of {count} file{'' if count == 1 else 's'} skipped.", file=sys.stderr)
+    return 1 if skipped else 0
+
+
+def _output_path(folder: Path, source: Path, extension: str, taken: set) -> Path:
+    """folder/<input's stem><extension>; never the input itself, never twice in one run."""
+    stem = source.stem or "sound"
+    target = folder / f"{stem}{extension}"
+    n = 1
+    while target in taken or (target.exists() and target.resolve() == source.resolve()):
+        n += 1
+        target = folder / f"{stem}-transformed{'' if n == 2 else f'-{n - 1}'}{extension}"
+    return target
+
+
+def _cmd_export_model(args) -> int:
+    from .library import export_file_name, export_model, resolve_model
+
+    data_dir = resolve_data_dir(args.data_dir)
+    model = resolve_model(data_dir, args.model)
+    out = args.out / export_file_name(model) if args.out.is_dir() else args.out
+    print(export_model(data_dir, model.model_id, out))
+    return 0
+
+
+def _cmd_import_model(args) -> int:
+    from .library import import_model
+
+    model = import_model(resolve_data_dir(args.data_dir), args.zip)
+    controls = ", ".join(model.controls) or "none"
+    print(f"Imported model {model.name!r} (id {model.model_id}): trained on {model.dataset!r} for "
+          f"{model.epochs_trained} epochs; sound controls: {controls}.")
+    return 0
+
+
+def _blend_end(data_dir: Path, model_ref: str, end: str) -> str:
+    """A --blend end as the request names it: a dataset file's name as given, or a sound file
+    (a path that is not one of the dataset's names) kept in the library, by its id."""
+    from .audio.io import AudioRejected
+    from .generation.analysis import load_analysis
+    from .library import keep_source, resolve_model
+
+    path = Path(end)
+    if not path.is_file():
+        return end
+    analysis = load_analysis(resolve_model(data_dir, model_ref).run_dir)
+    if analysis is not None and end in analysis.file_latents:
+        return end
+    try:
+        return keep_source(data_dir, path, path.name).source_id
+    except AudioRejected as exc:
+        raise ValueError(f"{end}: {exc.reason}") from None
 
 
 def _parse_controls(items: list[str]) -> dict[str, float]:

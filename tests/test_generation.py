@@ -216,11 +216,9 @@ def test_previews_generation_and_models_share_the_one_inverse():
 
     import sda_web
     from sda_web.audio import inverse
-    from sda_web.generation import loading
     from sda_web.training import previews
 
     assert previews.features_to_wave is inverse.features_to_wave
-    assert loading.features_to_wave is inverse.features_to_wave
     assert synth.griffin_lim is inverse.griffin_lim and synth.features_to_wave is inverse.features_to_wave
     package = pathlib.Path(sda_web.__file__).parent
     homes = [p.relative_to(package).as_posix() for p in package.rglob("*.py")

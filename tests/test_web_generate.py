@@ -138,7 +138,7 @@ def test_htmx_gets_the_fragment_and_the_address_of_the_result(client, model):
     ({"variation_amount": "5"}, 422, "Variation amount must be between 0 and 2"),
     ({"control:brightness": "7"}, 422, "must be between -3 and 3 standard deviations"),
     ({"control:wobble": "1"}, 422, "This model has no control called"),
-    ({"blend_a": "tone.wav"}, 422, "Choose two sounds to blend between"),
+    ({"blend_a": "tone.wav"}, 422, "Choose two sounds to morph between"),
     ({"blend_a": "nope.wav", "blend_b": "nope2.wav"}, 422, "is not one of the sounds this model was trained on"),
     ({"format": "mp3"}, 422, "Unknown audio format"),
     ({"bits": "8"}, 422, "Bit depth must be 16 or 24"),

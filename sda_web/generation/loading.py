@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from ..audio.features import FeatureSpec, checkpoint_spec, log_features
-from ..audio.inverse import features_to_wave
 from ..model import ConvVAE, ModelShape
 from ..training.checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, load_checkpoint, model_state
 from ..training.data import FeatureStats
@@ -33,17 +32,22 @@ class TrainedModel:
         return self.shape.frames
 
     @torch.no_grad()
-    def segment_latents(self, wave: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Posterior means of consecutive segments of a mono waveform, and its frame count."""
-        feats = self.stats.normalise(log_features(wave, self.spec))
-        frames = feats.shape[-1]
-        count = max(1, math.ceil(frames / self.frames))
+    def path_latents(self, wave: torch.Tensor) -> torch.Tensor:
+        """A whole mono waveform (samples,) -> posterior means (count, latent) of its segments at
+        half-segment hops, laid out as synth.render_latents decodes them for len(wave) samples
+        (the tail padded with silence, as in training). On the CPU, float32; one batch."""
+        from .synth import segment_layout  # (synth imports this module)
+
+        frames_needed = math.ceil(int(wave.shape[-1]) / self.spec.hop_length) + 1
+        count, hop = segment_layout(frames_needed, self.frames)
+        mel = self.stats.normalise(log_features(wave, self.spec))
         silence = float(self.stats.normalise(torch.tensor(math.log(self.spec.log_floor))))
-        padded = torch.full((feats.shape[0], count * self.frames), silence)
-        padded[:, :frames] = feats
-        segments = padded.view(feats.shape[0], count, self.frames).permute(1, 0, 2).to(self.device)
-        mu, _ = self.model.encode(segments)
-        return mu, frames
+        padded = torch.full((mel.shape[0], (count - 1) * hop + self.frames), silence)
+        used = min(mel.shape[-1], padded.shape[-1])
+        padded[:, :used] = mel[:, :used]
+        segments = padded.unfold(1, self.frames, hop).permute(1, 0, 2)  # (count, n_bands, frames)
+        mu, _ = self.model.encode(segments.contiguous().to(self.device))
+        return mu.float().cpu()
 
     @torch.no_grad()
     def decode_segments(self, z: torch.Tensor) -> torch.Tensor:
@@ -51,16 +55,14 @@ class TrainedModel:
         return self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
 
     @torch.no_grad()
-    def decode_features(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (n, latent) -> log features (n_bands, n * frames), segments side by side."""
-        feats = self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
-        return feats.permute(1, 0, 2).reshape(feats.shape[1], -1)
-
-    @torch.no_grad()
     def reconstruct(self, wave: torch.Tensor, n_iter: int | None = None) -> torch.Tensor:
-        """Encode and decode a whole mono waveform segment by segment (no overlap)."""
-        mu, frames = self.segment_latents(wave)
-        return features_to_wave(self.decode_features(mu)[:, :frames], self.spec, n_iter)
+        """The model's plain reconstruction of a whole mono waveform, as long as it: segments at
+        half-segment hops encoded, decoded and crossfaded (what a transform with nothing moved
+        makes, before its level match)."""
+        from .synth import render_latents  # (synth imports this module)
+
+        iters = self.spec.griffin_lim_iters if n_iter is None else int(n_iter)
+        return torch.from_numpy(render_latents(self, self.path_latents(wave), int(wave.shape[-1]), iters))
 
 
 def load_trained_model(run_dir: Path, which: str = "best", device: str | torch.device = "cpu") -> TrainedModel:

@@ -9,6 +9,7 @@ from .analysis import LatentAnalysis
 
 MIN_DURATION_S = 0.1
 MAX_DURATION_S = 60.0
+MAX_SOURCE_S = MAX_DURATION_S  # a sound to start from (transform, morph) is at most as long as a generated one
 MAX_VARIATIONS = 8
 MAX_VARIATION_AMOUNT = 2.0
 MAX_SEED = 2**32 - 1
@@ -44,8 +45,10 @@ class GenerationSettings:
     blend: Blend | None = None
     gl_iters: int = GENERATION_GL_ITERS
 
-    def validated(self, analysis: LatentAnalysis | None) -> "GenerationSettings":
-        """Return self, or raise GenerationError (or AnalysisError for an unknown control)."""
+    def validated(self, analysis: LatentAnalysis | None, known_sounds=frozenset()) -> "GenerationSettings":
+        """Return self, or raise GenerationError (or AnalysisError for an unknown control).
+        A blend may name the dataset files the analysis knows, or `known_sounds` (kept sounds
+        that are not in the dataset: their latents come from encoding them)."""
         _check_number(self.duration_s, "Duration", MIN_DURATION_S, MAX_DURATION_S, "seconds")
         _check_int(self.seed, "Seed", 0, MAX_SEED)
         _check_int(self.variations, "Number of variations", 1, MAX_VARIATIONS)
@@ -57,9 +60,10 @@ class GenerationSettings:
             control = analysis.control(label)  # AnalysisError (a ValueError) lists the known ones
             _check_number(value, f"Control {label!r}", control.minimum, control.maximum, "standard deviations")
         if self.blend is not None:
-            if analysis is None:
+            dataset_ends = [n for n in (self.blend.file_a, self.blend.file_b) if n not in known_sounds]
+            if analysis is None and dataset_ends:
                 raise GenerationError("This model has no analysis of its sounds yet, so it cannot blend them.")
-            for name in (self.blend.file_a, self.blend.file_b):
+            for name in dataset_ends:
                 if name not in analysis.file_latents:
                     raise GenerationError(f"{name!r} is not one of the sounds this model was trained on.")
             _check_number(self.blend.amount, "Blend amount", 0.0, 1.0)

@@ -92,23 +92,40 @@ def generate_variation(model: TrainedModel, analysis: LatentAnalysis | None, set
     spec = model.spec
     samples = int(round(settings.duration_s * spec.sample_rate))
     frames_needed = math.ceil(samples / spec.hop_length) + 1
-    count, hop = segment_layout(frames_needed, model.frames)
+    count, _ = segment_layout(frames_needed, model.frames)
 
+    t0 = time.perf_counter()
+    z = torch.from_numpy(latent_path(model, analysis, settings, index, count))
+    timings.model_s += time.perf_counter() - t0
+    wave = render_latents(model, z, samples, settings.gl_iters, timings)
+    return _finish(wave * np.float32(makeup_gain(model, analysis)), samples, spec.sample_rate)
+
+
+@torch.no_grad()
+def render_latents(model: TrainedModel, z: torch.Tensor, samples: int, gl_iters: int,
+                   timings: SynthTimings | None = None) -> np.ndarray:
+    """Latents -> sound: the (count, latent_dim) path of segments at half-segment hops (as
+    `segment_layout` lays them out for `samples`) decoded, overlap-added, inverted and trimmed
+    to `samples` float32 samples at the model's rate; before make-up gain and fades.
+    Generation and transform both come through here."""
+    timings = timings if timings is not None else SynthTimings()
+    spec = model.spec
+    frames_needed = math.ceil(samples / spec.hop_length) + 1
+    _, hop = segment_layout(frames_needed, model.frames)
     device = model.device
     t0 = time.perf_counter()
-    z = torch.from_numpy(latent_path(model, analysis, settings, index, count)).to(device)
-    segments = model.stats.denormalise(model.model.decode(z)).float()  # (count, n_bands, frames) log features
+    segments = model.stats.denormalise(model.model.decode(z.to(device))).float()  # (count, n_bands, frames) log features
     log_feats = overlap_add(segments, hop)[:, :frames_needed]
     t1 = _synced(device)
     power = features_to_power(log_feats, spec)
     t2 = _synced(device)
-    wave = griffin_lim(power, spec, settings.gl_iters)[:samples].cpu().numpy().astype(np.float32)
+    wave = griffin_lim(power, spec, gl_iters)[:samples].cpu().numpy().astype(np.float32)
     t3 = time.perf_counter()
     timings.model_s += t1 - t0
     timings.mel_inverse_s += t2 - t1
     timings.griffin_lim_s += t3 - t2
     timings.audio_s += samples / spec.sample_rate
-    return _finish(wave * np.float32(makeup_gain(model, analysis)), samples, spec.sample_rate)
+    return wave
 
 
 @torch.no_grad()

@@ -3,17 +3,21 @@
 Importing it does not import torch; making sounds does, when called.
 """
 from .models import (
-    ModelBusy, ModelError, ModelInfo, UnknownModel, delete_model, export_file_name, export_model, list_models,
-    load_model, rename_model, resolve_model,
+    ImportRefused, ModelBusy, ModelError, ModelInfo, UnknownModel, delete_model, export_file_name, export_model,
+    import_model, list_models, load_model, rename_model, resolve_model,
 )
 from .sounds import (
     Rendered, Sound, SoundError, SoundRequest, UnknownSound, delete_sound, download_name, export_sound,
-    generate_sounds, list_sounds, load_sound, regenerate, render, sound_file_name, validate_request,
+    generate_sounds, list_sounds, load_sound, regenerate, render, sample_pack, sound_file_name, transform_file,
+    validate_request,
 )
+from .sources import Source, SourceError, UnknownSource, keep_dataset_file, keep_source, list_sources, load_source
 
 __all__ = [
-    "ModelBusy", "ModelError", "ModelInfo", "UnknownModel", "delete_model", "export_file_name", "export_model",
-    "list_models", "load_model", "rename_model", "resolve_model",
+    "ImportRefused", "ModelBusy", "ModelError", "ModelInfo", "UnknownModel", "delete_model", "export_file_name",
+    "export_model", "import_model", "list_models", "load_model", "rename_model", "resolve_model",
     "Rendered", "Sound", "SoundError", "SoundRequest", "UnknownSound", "delete_sound", "download_name", "export_sound",
-    "generate_sounds", "list_sounds", "load_sound", "regenerate", "render", "sound_file_name", "validate_request",
+    "generate_sounds", "list_sounds", "load_sound", "regenerate", "render", "sample_pack", "sound_file_name", "transform_file",
+    "validate_request",
+    "Source", "SourceError", "UnknownSource", "keep_dataset_file", "keep_source", "list_sources", "load_source",
 ]

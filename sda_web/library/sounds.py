@@ -4,6 +4,10 @@
                             sound.wav|flac the audio, as asked for
                             waveform.svg   a small picture of it
 
+A sound may start from another sound (`source`: a transform of it) or between
+two (`blend`, whose ends are dataset files or kept sounds); those are kept in
+`<data>/sources/` (library/sources.py) and named in sound.json.
+
 A request for N variations makes N sounds that share a `batch` id. Listing is
 newest batch first, then by variation. Regenerating a sound from its JSON
 gives the same samples, bit for bit, on the same machine (with the same
@@ -26,14 +30,16 @@ from pathlib import Path
 from typing import Callable
 
 from ..generation.export import AudioFormat, waveform_svg
-from ..generation.settings import GENERATION_GL_ITERS, Blend, GenerationSettings
+from ..generation.settings import GENERATION_GL_ITERS, MIN_DURATION_S, Blend, GenerationSettings
 from ..storage import atomic_write_bytes, atomic_write_json, read_json
 from .models import ModelInfo, resolve_model
+from .sources import SourceError, is_source_id, load_source
 
 SOUNDS_DIR = "sounds"
 SOUND_FILE = "sound.json"
 WAVEFORM_FILE = "waveform.svg"
 _SOUND_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{12}-[0-9a-f]{6}-v[0-9]$")
+_BATCH_RE = re.compile(r"^[0-9]{8}-[0-9]{12}-[0-9a-f]{6}$")
 
 Progress = Callable[[int, int], None]
 
@@ -60,6 +66,7 @@ class SoundRequest:
     bits: int = 16
     rate: int | None = None  # None: the model's rate
     gl_iters: int = GENERATION_GL_ITERS
+    source: str | None = None  # a kept sound's id (library/sources.py): re-synthesise it (duration is its own)
 
     @property
     def audio_format(self) -> AudioFormat:
@@ -74,7 +81,7 @@ class SoundRequest:
         return {"model": self.model, "seed": self.seed, "variations": self.variations, "duration_s": self.duration_s,
                 "controls": dict(self.controls), "variation_amount": self.variation_amount,
                 "blend": list(self.blend) if self.blend else None, "format": self.format, "bits": self.bits,
-                "rate": self.rate, "gl_iters": self.gl_iters}
+                "rate": self.rate, "gl_iters": self.gl_iters, **({"source": self.source} if self.source else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SoundRequest":
@@ -83,7 +90,12 @@ class SoundRequest:
                    duration_s=data.get("duration_s", 2.0), controls=dict(data.get("controls") or {}),
                    variation_amount=data.get("variation_amount", 1.0), blend=tuple(blend) if blend else None,
                    format=data.get("format", "wav"), bits=data.get("bits", 16), rate=data.get("rate"),
-                   gl_iters=data.get("gl_iters", GENERATION_GL_ITERS))
+                   gl_iters=data.get("gl_iters", GENERATION_GL_ITERS), source=data.get("source"))
+
+    def source_ids(self) -> list[str]:
+        """The kept sounds this request starts from (transform source, blend ends)."""
+        ends = [self.source] + (list(self.blend[:2]) if self.blend else [])
+        return [e for e in ends if is_source_id(e)]
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,7 @@ class Sound:
     duration_s: float
     file_name: str
     sound_dir: Path
+    sources: dict = field(default_factory=dict)  # kept-sound id -> {"name", "origin", "dataset"}: what it came from
 
     @property
     def audio_path(self) -> Path:
@@ -116,10 +129,22 @@ class Sound:
     def title(self) -> str:
         return f"{self.model_name} seed {self.request.seed} v{self.variation}"
 
+    def source_label(self, ref: str | None) -> str:
+        """source_name, marked "(uploaded)" for a sound that was not one of a dataset's."""
+        name = self.source_name(ref)
+        return f"{name} (uploaded)" if ref in self.sources and self.sources[ref].get("origin") == "upload" else name
+
+    def source_name(self, ref: str | None) -> str:
+        """A blend end or source as a person knows it: the dataset file name, or the kept sound's name."""
+        if ref and ref in self.sources:
+            return str(self.sources[ref].get("name") or ref)
+        return ref or ""
+
     def to_dict(self) -> dict:
         return {"id": self.sound_id, "batch": self.batch, "created": self.created, "params": self.request.to_dict(),
                 "variation": self.variation, "model_name": self.model_name, "model_epoch": self.model_epoch,
-                "sample_rate": self.sample_rate, "duration_s": self.duration_s, "file": self.file_name}
+                "sample_rate": self.sample_rate, "duration_s": self.duration_s, "file": self.file_name,
+                "sources": self.sources}
 
 
 # -- making sounds ----------------------------------------------------------
@@ -135,12 +160,36 @@ def validate_request(data_dir: Path, request: SoundRequest) -> tuple[ModelInfo, 
 
     model = resolve_model(data_dir, request.model)
     fmt = request.audio_format  # ExportError for a bad format, bit depth or rate
+    sources = request_sources(data_dir, request)  # UnknownSource when one is gone
+    if request.source is not None:
+        request = replace(request, duration_s=sources[request.source].duration_s, blend=None)
     settings = request.settings()
     analysis = load_analysis(model.run_dir) if (settings.controls or settings.blend) else None
     if analysis is None:
         settings = replace(settings, controls={}, blend=None)
-    settings.validated(analysis)
+    _checked(settings, analysis, sources, request.source is not None)
     return model, replace(request, model=model.model_id, format=fmt.format, bits=fmt.bits, rate=fmt.rate)
+
+
+def request_sources(data_dir: Path, request: SoundRequest) -> dict:
+    """The kept sounds a request names, by id (UnknownSource, a SoundError, when one is gone)."""
+    if request.source is not None and not is_source_id(request.source):
+        raise SoundError("The sound to start from is not one this library keeps; upload it again.")
+    try:
+        return {ref: load_source(data_dir, ref) for ref in request.source_ids()}
+    except SourceError as exc:
+        raise SoundError(str(exc)) from None
+
+
+def _checked(settings: GenerationSettings, analysis, sources: dict, transform: bool) -> GenerationSettings:
+    """The settings validated for what the request does (a transform's duration is its source's)."""
+    from dataclasses import replace
+
+    checked = settings
+    if transform:
+        checked = replace(settings, duration_s=MIN_DURATION_S, blend=None)
+    checked.validated(analysis, known_sounds=frozenset(sources))
+    return settings
 
 
 @dataclass(frozen=True)
@@ -151,24 +200,82 @@ class Rendered:
     sample_rate: int  # of the waves (the model's)
     waves: dict  # variation (1-based) -> float32 mono numpy array
     request: SoundRequest  # as validated, `model` set to the model id
+    sources: dict = field(default_factory=dict)  # kept-sound id -> {"name", "origin", "dataset"}
 
 
 def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progress: Progress | None = None,
            variations: list[int] | None = None) -> Rendered:
     """Make the samples of a request (all its variations, or just `variations`)."""
     from ..generation.synth import generate_variation
+    from ..generation.transform import morph_variation, transform_variation
 
     model, request = validate_request(data_dir, request)
+    sources = request_sources(data_dir, request)
     _use_app_threads()
     trained, analysis = _load(model, device)
-    settings = request.settings().validated(analysis)
+    settings = _checked(request.settings(), analysis, sources, request.source is not None)
+    rate = trained.spec.sample_rate
+    if request.source is not None:
+        source_wave = _source_wave(sources[request.source], rate)
+
+        def make(index):
+            return transform_variation(trained, analysis, source_wave, settings, index)
+    elif settings.blend is not None and any(end in sources for end in (settings.blend.file_a, settings.blend.file_b)):
+        a, b = (_end_latent(trained, analysis, sources, end, rate) for end in (settings.blend.file_a, settings.blend.file_b))
+
+        def make(index):
+            return morph_variation(trained, analysis, settings, index, a, b, settings.blend.amount)
+    else:
+        def make(index):
+            return generate_variation(trained, analysis, settings, index)
     wanted = variations or list(range(1, settings.variations + 1))
     waves = {}
     for done, variation in enumerate(wanted, start=1):
-        waves[variation] = generate_variation(trained, analysis, settings, variation - 1)
+        waves[variation] = make(variation - 1)
         if progress:
             progress(done, len(wanted))
-    return Rendered(model, trained.epoch, trained.spec.sample_rate, waves, request)
+    kept = {ref: {"name": src.name, "origin": src.origin, "dataset": src.dataset} for ref, src in sources.items()}
+    return Rendered(model, trained.epoch, rate, waves, request, kept)
+
+
+def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device: str = "cpu") -> Rendered:
+    """A transform of a sound file that is not kept in the library (`sda transform --out`): the
+    same samples as a kept source with the same bytes would give. AudioRejected (`.reason`, the
+    importer's sentence) when the file cannot be used."""
+    from dataclasses import replace
+
+    from ..generation.transform import load_source as load_wave, transform_variation
+
+    model, request = validate_request(data_dir, replace(request, source=None, blend=None))
+    _use_app_threads()
+    trained, analysis = _load(model, device)
+    rate = trained.spec.sample_rate
+    wave = load_wave(Path(path), rate)
+    request = replace(request, duration_s=len(wave) / rate)
+    settings = _checked(request.settings(), analysis, {}, transform=True)
+    waves = {v: transform_variation(trained, analysis, wave, settings, v - 1) for v in range(1, settings.variations + 1)}
+    return Rendered(model, trained.epoch, rate, waves, request)
+
+
+def _source_wave(source, sample_rate: int):
+    from ..audio.io import AudioRejected
+    from ..generation.transform import load_source as load_wave
+
+    try:
+        return load_wave(source.audio_path, sample_rate)
+    except AudioRejected as exc:
+        raise SoundError(f"{source.name} cannot be used: {exc.reason}") from None
+
+
+def _end_latent(trained, analysis, sources: dict, end: str, sample_rate: int):
+    """A blend end's latent: a kept sound encoded, or a dataset file's from the analysis."""
+    import numpy as np
+
+    from ..generation.transform import source_latent
+
+    if end in sources:
+        return source_latent(trained, _source_wave(sources[end], sample_rate))
+    return np.asarray(analysis.file_latents[end], dtype=np.float64)
 
 
 def generate_sounds(data_dir: Path, request: SoundRequest, *, device: str = "cpu",
@@ -187,7 +294,8 @@ def generate_sounds(data_dir: Path, request: SoundRequest, *, device: str = "cpu
         folder = sounds_root(data_dir) / sound_id
         sound = Sound(sound_id=sound_id, batch=batch, created=created, request=made.request, variation=variation,
                       model_name=made.model.name, model_epoch=made.model_epoch, sample_rate=fmt.output_rate(rate),
-                      duration_s=len(wave) / rate, file_name="sound" + fmt.extension, sound_dir=folder)
+                      duration_s=len(wave) / rate, file_name="sound" + fmt.extension, sound_dir=folder,
+                      sources=made.sources)
         atomic_write_bytes(sound.audio_path, encode_audio(wave, rate, fmt))
         picture = waveform_svg(wave, label=f"Waveform of {sound.title}, {sound.duration_s:.1f} s")
         atomic_write_bytes(sound.waveform_path, picture.encode("utf-8"))
@@ -225,13 +333,62 @@ def export_sound(data_dir: Path, sound_id: str, fmt: AudioFormat, *, device: str
 
 
 def download_name(sound: Sound, fmt: AudioFormat | None = None) -> str:
-    """A file name for the sound in `fmt` (default: as stored): model-seed7-v2.wav."""
-    return sound_file_name(sound.model_name, sound.request.seed, sound.variation, fmt or sound.request.audio_format)
+    """A file name for the sound in `fmt` (default: as stored): model-seed7-v2.wav, or
+    model-kick-seed7-v2.wav for a transform of kick.wav."""
+    start = Path(sound.source_name(sound.request.source)).stem if sound.request.source else ""
+    return sound_file_name(sound.model_name, sound.request.seed, sound.variation, fmt or sound.request.audio_format,
+                           start)
 
 
-def sound_file_name(model_name: str, seed: int, variation: int, fmt: AudioFormat) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}-seed{seed}-v{variation}").strip("-.")
+def sound_file_name(model_name: str, seed: int, variation: int, fmt: AudioFormat, start: str = "") -> str:
+    middle = f"-{start}" if start else ""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}{middle}-seed{seed}-v{variation}").strip("-.")
     return (stem or f"sound-seed{seed}-v{variation}") + fmt.extension
+
+
+def sample_pack(data_dir: Path, batch: str) -> tuple[bytes, str]:
+    """(zip bytes, download name): every kept variation of one request as stored, and
+    settings.json with what made them (model, epoch, every parameter, the sounds it started from)."""
+    import io
+    import json
+    import zipfile
+
+    if not _BATCH_RE.match(batch or ""):
+        raise UnknownSound(f"{str(batch)[:40]!r} is not the id of a set of sounds.")
+    sounds = [s for s in (_maybe_sound(data_dir, f"{batch}-v{v}") for v in range(1, 10)) if s is not None]
+    if not sounds:
+        raise UnknownSound("Those sounds are no longer in the library; they were deleted.")
+    first = sounds[0]
+    names, files = set(), []
+    for sound in sounds:
+        name = download_name(sound)
+        while name in names:
+            name = "x-" + name
+        names.add(name)
+        files.append((name, sound))
+    settings = {
+        "made_with": "sda-web", "batch": batch, "created": first.created,
+        "model": {"id": first.request.model, "name": first.model_name, "epoch": first.model_epoch},
+        "settings": first.request.to_dict(), "sources": first.sources,
+        "sounds": [{"file": name, "variation": s.variation, "seed": s.request.seed, "duration_s": s.duration_s,
+                    "sample_rate": s.sample_rate, "format": s.request.format, "bits": s.request.bits}
+                   for name, s in files],
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:  # audio does not deflate
+        for name, sound in files:
+            archive.write(sound.audio_path, name)
+        archive.writestr("settings.json", json.dumps(settings, indent=1))
+    start = Path(first.source_name(first.request.source)).stem if first.request.source else ""
+    stem = Path(sound_file_name(first.model_name, first.request.seed, 0, first.request.audio_format, start)).stem
+    return buffer.getvalue(), stem.removesuffix("-v0") + "-pack.zip"
+
+
+def _maybe_sound(data_dir: Path, sound_id: str):
+    try:
+        return load_sound(data_dir, sound_id)
+    except SoundError:
+        return None
 
 
 # -- the library ------------------------------------------------------------
@@ -272,9 +429,14 @@ def load_sound(data_dir: Path, sound_id: str) -> Sound:
 
 
 def delete_sound(data_dir: Path, sound_id: str) -> None:
+    from .sources import forget_unused
+
     sound = load_sound(data_dir, sound_id)
     (sound.sound_dir / SOUND_FILE).unlink()  # first: a half-deleted folder is no longer listed
     shutil.rmtree(sound.sound_dir, ignore_errors=True)
+    if sound.request.source_ids():  # the sounds it came from go with the last sound made from them
+        still = {ref for other in list_sounds(data_dir) for ref in other.request.source_ids()}
+        forget_unused(data_dir, sound.request.source_ids(), still)
 
 
 # -- internals --------------------------------------------------------------
@@ -285,7 +447,7 @@ def _read_sound(folder: Path) -> Sound:
                  request=SoundRequest.from_dict(data["params"]), variation=int(data["variation"]),
                  model_name=data.get("model_name", ""), model_epoch=int(data.get("model_epoch", 0)),
                  sample_rate=int(data["sample_rate"]), duration_s=float(data["duration_s"]), file_name=data["file"],
-                 sound_dir=folder)
+                 sound_dir=folder, sources=dict(data.get("sources") or {}))
 
 
 def _new_batch_id() -> str:
@@ -310,6 +472,7 @@ _cached: dict = {}
 
 
 def _load(model: ModelInfo, device: str):
+    from ..generation.analysis import AnalysisError
     from ..generation.controls import ensure_analysis
     from ..generation.loading import load_trained_model
     from ..training.checkpoints import get_best_checkpoint
@@ -323,7 +486,10 @@ def _load(model: ModelInfo, device: str):
         hit = _cached.get(key)
         if hit is None:
             trained = load_trained_model(model.run_dir, "best", device)
-            analysis = ensure_analysis(model.run_dir, trained, progress=None)
+            try:
+                analysis = ensure_analysis(model.run_dir, trained, progress=None)
+            except AnalysisError:  # not analysed, and its sound files are not here (an imported model)
+                analysis = None
             _cached.clear()
             _cached[key] = hit = (trained, analysis)
     return hit

@@ -15,6 +15,7 @@ from typing import Mapping
 from ..generation.export import AudioFormat, ExportError
 from ..generation.settings import MAX_SEED
 from ..library import SoundRequest
+from ..library.sources import is_source_id
 
 CONTROL_PREFIX = "control:"  # a slider's field name is "control:<label>"
 FORMATS = (("wav", "WAV"), ("flac", "FLAC"))
@@ -24,6 +25,9 @@ RATES = (("model", "model rate"), ("44100", "44.1 kHz"), ("48000", "48 kHz"))
 CONTROL_ENDS = {"brightness": ("darker", "brighter"), "loudness": ("quieter", "louder"),
                 "noisiness": ("purer", "noisier"), "pitch": ("lower", "higher"), "attack": ("softer", "sharper")}
 MAX_FIELD_CHARS = 100
+STARTS = ("average", "sound", "morph")  # where a new sound starts: the dataset's average, one sound, two
+# File inputs of the form (multipart): each puts a kept sound into the field of the same name minus "_file".
+SOURCE_FILE_FIELDS = ("source_file", "blend_a_file", "blend_b_file")
 NEW_SEED_MAX = 999_999  # "New seed" picks short ones: easy to read out and type again
 
 
@@ -59,6 +63,9 @@ class GenerateForm:
     blend_a: str = ""
     blend_b: str = ""
     blend_amount: str = "0.5"
+    start: str = "average"  # one of STARTS
+    source: str = ""  # the sound to start from: a dataset file name, or a kept sound's id
+    source_id: str | None = None  # `source` as a kept sound's id (the route keeps a dataset file first)
     format: str = "wav"
     bits: str = "16"
     rate: str = "model"
@@ -70,7 +77,7 @@ class GenerateForm:
 
     @property
     def blending(self) -> bool:
-        return bool(self.blend_a or self.blend_b) or self.error_field == "blend"
+        return self.start == "morph"
 
     @classmethod
     def defaults(cls, model_id: str, seed: int | None = None) -> "GenerateForm":
@@ -84,7 +91,10 @@ class GenerateForm:
 
         controls = {key[len(CONTROL_PREFIX):][:MAX_FIELD_CHARS]: str(value).strip()[:MAX_FIELD_CHARS]
                     for key, value in fields.items() if key.startswith(CONTROL_PREFIX)}
-        return cls(model_id=text("model"), seed=text("seed"), variations=text("variations", "1"),
+        start = text("start")
+        if start not in STARTS:  # older forms (and scripts) say what they want by filling the blend in
+            start = "morph" if text("blend_a") or text("blend_b") else "average"
+        return cls(start=start, source=text("source"), model_id=text("model"), seed=text("seed"), variations=text("variations", "1"),
                    duration_s=text("duration_s", "2"), variation_amount=text("variation_amount", "1"),
                    controls=controls, blend_a=text("blend_a"), blend_b=text("blend_b"),
                    blend_amount=text("blend_amount", "0.5"), format=text("format", "wav"), bits=text("bits", "16"),
@@ -94,8 +104,10 @@ class GenerateForm:
     def from_request(cls, request: SoundRequest) -> "GenerateForm":
         """The form that made a stored request (the Generate tab shows a result with its settings)."""
         blend = request.blend or ("", "", 0.5)
-        return cls(model_id=request.model, seed=str(request.seed), variations=str(request.variations),
-                   duration_s=f"{request.duration_s:g}", variation_amount=f"{request.variation_amount:g}",
+        start = "sound" if request.source else "morph" if request.blend else "average"
+        return cls(start=start, source=request.source or "", source_id=request.source, model_id=request.model, seed=str(request.seed), variations=str(request.variations),
+                   duration_s=f"{round(request.duration_s, 1) if request.source else request.duration_s:g}",
+                   variation_amount=f"{request.variation_amount:g}",
                    controls={label: f"{value:g}" for label, value in request.controls.items()},
                    blend_a=blend[0], blend_b=blend[1], blend_amount=f"{float(blend[2]):g}",
                    format=request.format, bits=str(request.bits), rate=str(request.rate or "model"))
@@ -108,15 +120,20 @@ class GenerateForm:
         variations = _whole(self.variations, "variations", "Number of variations must be a whole number from 1 to 8.")
         duration = _number(self.duration_s, "duration_s", "Duration must be a number of seconds, like 2.5.")
         amount = _number(self.variation_amount, "variation_amount", "Variation amount must be a number from 0 to 2.")
+        source = None
+        if self.start == "sound":
+            source = self.source_id or (self.source if is_source_id(self.source) else None)
+            if source is None:
+                raise FormError("source", "Choose a sound to start from, or upload one.")
         controls = {}
         for label, text in self.controls.items():
             value = _number(text or "0", "controls", f"Control {label!r} must be a number from -3 to 3.")
             if value != 0:
                 controls[label] = value
         blend = None
-        if self.blend_a or self.blend_b:
+        if self.start == "morph":
             if not (self.blend_a and self.blend_b):
-                raise FormError("blend", "Choose two sounds to blend between, or set both to none.")
+                raise FormError("blend", "Choose two sounds to morph between (from your dataset, or upload them).")
             blend_amount = _number(self.blend_amount, "blend", "Blend amount must be a number from 0 to 1.")
             blend = (self.blend_a, self.blend_b, blend_amount)
         try:
@@ -125,7 +142,7 @@ class GenerateForm:
             raise FormError("format", str(exc)) from None
         return SoundRequest(model=self.model_id, seed=seed, variations=variations, duration_s=duration,
                             controls=controls, variation_amount=amount, blend=blend, format=fmt.format,
-                            bits=fmt.bits, rate=fmt.rate)
+                            bits=fmt.bits, rate=fmt.rate, source=source)
 
 
 def _number(text: str, name: str, message: str) -> float:

@@ -81,6 +81,7 @@ class ReceivedUpload:
     files: list[tuple[str, Path]]  # (name as the user knows it, temp path), complete and non-empty
     rejected: list  # RejectedFile(name, reason) for files refused while receiving
     cut_off: bool = False  # the connection ended early; the complete files are still here
+    file_fields: list[str] = field(default_factory=list)  # the form field each of `files` came in (same order)
 
 
 def upload_area(data_dir: Path) -> Path:
@@ -164,7 +165,7 @@ async def receive_upload(request: Request, dest: Path, limits: UploadLimits | No
                 raise UploadError(f"That is more than {MAX_FILES} files; import them in smaller batches.")
             path = dest / f"{count[0]:05d}{_safe_suffix(original)}"
             count[0] += 1
-            part.update(file=open(path, "wb"), path=path, original=original or "unnamed file")
+            part.update(file=open(path, "wb"), path=path, original=original or "unnamed file", input=name)
         else:
             part["field"] = name
 
@@ -190,6 +191,7 @@ async def receive_upload(request: Request, dest: Path, limits: UploadLimits | No
                 upload.rejected.append(RejectedFile(part["original"], "It is empty (0 bytes)."))
             else:
                 upload.files.append((part["original"], part["path"]))
+                upload.file_fields.append(part["input"])
         elif part.get("field") is not None:
             upload.fields[part["field"]] = part["buf"].decode("utf-8", "replace")
 

@@ -1,5 +1,10 @@
 """The Generate tab: pick a model, set its sound controls, make new sounds.
 
+A new sound starts from the dataset's average, from one sound (a transform of
+it) or between two (a morph); those may be dataset files or files uploaded
+with the form (it is multipart; the files are kept in the library's sources,
+so the result can be made again and the same upload used again).
+
 Making sound is CPU-bound (torch, Griffin-Lim): it runs in a worker thread,
 one at a time per app (generation_slot), so the server keeps answering while
 it works and a second request is refused with a sentence (409). Without
@@ -11,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio.to_thread
@@ -20,13 +26,18 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from .. import library
-from ..datasets import list_datasets
+from ..audio.io import AudioRejected
+from ..datasets import DatasetError, list_datasets, load_dataset
 from ..generation.analysis import LatentAnalysis, load_analysis
-from ..generation.settings import MAX_VARIATIONS
-from ..library import ModelInfo, UnknownModel, UnknownSound, list_models, load_sound
+from ..generation.settings import MAX_SOURCE_S, MAX_VARIATIONS
+from ..library import ModelInfo, Source, SourceError, UnknownModel, UnknownSound, list_models, load_sound
+from ..library.sources import is_source_id, keep_dataset_file, keep_source, list_sources, load_source
 from .bounds import query_text, read_form
 from .common import is_htmx, render, url
-from .generate_form import BIT_DEPTHS, CONTROL_ENDS, FORMATS, RATES, FormError, GenerateForm, new_seed, signed
+from .generate_form import (
+    BIT_DEPTHS, CONTROL_ENDS, FORMATS, RATES, SOURCE_FILE_FIELDS, FormError, GenerateForm, new_seed, signed,
+)
+from .imports import UploadError, UploadLimits, new_upload_dir, receive_upload
 from .generation_slot import generation_slot
 from .sound_cards import Batch, batches, format_label
 
@@ -46,6 +57,8 @@ class GenerateView:
     result: Batch | None = None
     notice: str | None = None
     has_datasets: bool = False
+    dataset_files: list[str] = field(default_factory=list)  # the model's dataset: sounds to start from
+    uploads: list[Source] = field(default_factory=list)  # kept uploads, newest first
 
 
 def read_view(data_dir: Path, model_id: str | None = None, batch: str | None = None,
@@ -75,8 +88,40 @@ def read_view(data_dir: Path, model_id: str | None = None, batch: str | None = N
             form.model_id = model.model_id
     if form is None:
         form = GenerateForm.defaults(model.model_id)
-    return GenerateView(models=models, model=model, analysis=load_analysis(model.run_dir), form=form,
-                        result=result, notice=notice, has_datasets=True)
+    analysis = load_analysis(model.run_dir)
+    dataset_files = _dataset_files(data_dir, model, analysis)
+    uploads = list_sources(data_dir, "upload")
+    _show_kept(data_dir, form, model, dataset_files, uploads)
+    return GenerateView(models=models, model=model, analysis=analysis, form=form, result=result, notice=notice,
+                        has_datasets=True, dataset_files=dataset_files, uploads=uploads)
+
+
+def _dataset_files(data_dir: Path, model: ModelInfo, analysis: LatentAnalysis | None) -> list[str]:
+    try:
+        return sorted(f.name for f in load_dataset(data_dir, model.dataset).files)
+    except DatasetError:  # deleted, or an imported model's dataset lives elsewhere
+        return analysis.files if analysis is not None else []
+
+
+def _show_kept(data_dir: Path, form: GenerateForm, model: ModelInfo, dataset_files: list[str],
+               uploads: list[Source]) -> None:
+    """A stored request names kept sounds by id: show a dataset copy as its dataset file, and make
+    sure every kept upload it names is among the choices."""
+    listed = {u.source_id for u in uploads}
+    for attr in ("source", "blend_a", "blend_b"):
+        ref = getattr(form, attr)
+        if not is_source_id(ref):
+            continue
+        try:
+            kept = load_source(data_dir, ref)
+        except SourceError:
+            continue
+        if attr == "source" and kept.origin == "dataset" and kept.dataset == model.dataset \
+                and kept.name in dataset_files:
+            form.source = kept.name
+        elif ref not in listed:
+            uploads.append(kept)
+            listed.add(ref)
 
 
 def batch_sounds(data_dir: Path, batch: str) -> list:
@@ -100,7 +145,7 @@ def _respond(request: Request, view: GenerateView, status_code: int = 200, *, fr
         return _empty_state(request, view, status_code)
     context = {"tab": "generate_page", "view": view, "form": view.form, "formats": FORMATS, "bit_depths": BIT_DEPTHS,
                "rates": RATES, "signed": signed, "control_ends": CONTROL_ENDS, "format_label": format_label,
-               "back": "generate"}
+               "back": "generate", "max_source_s": MAX_SOURCE_S}
     fragment = (not _full_page(request)) if fragment is None else fragment
     response = render(request, "partials/generate_work.html" if fragment else "generate.html", context,
                       status_code=status_code)
@@ -111,11 +156,13 @@ def _respond(request: Request, view: GenerateView, status_code: int = 200, *, fr
 def _empty_state(request: Request, view: GenerateView, status_code: int):
     if view.has_datasets:
         text = ("There is no trained model yet. Train one on your sounds first (even a few minutes of training "
-                "gives something to play with); it appears here as soon as it has a checkpoint.")
+                "gives something to play with), or import one in the Library; it appears here as soon as it has "
+                "a checkpoint.")
         link, label = url(request, "train_page"), "Go to Train"
     else:
         text = ("There is nothing to generate from yet. Add a few of your sounds (or the demo sounds) on the Data "
-                "tab, train a model on them, and come back here to make new ones.")
+                "tab, train a model on them, and come back here to make new ones (or import a model someone "
+                "exported, in the Library).")
         link, label = url(request, "data_page"), "Go to the Data tab"
     return render(request, "empty.html", {"tab": "generate_page", "heading": "No model to generate with",
                                           "text": text, "link": link, "link_label": label}, status_code=status_code)
@@ -138,12 +185,70 @@ async def _form_failed(request: Request, form: GenerateForm, message: str, statu
 
 # ---- actions -----------------------------------------------------------------
 
+async def _read_fields(request: Request) -> tuple[dict, dict, list, Path | None]:
+    """(fields, {file field: (name, temp path)}, files refused while receiving, temp folder or None).
+    The form is multipart when it carries files (bounded as every upload is), else urlencoded."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await read_form(request), {}, [], None
+    app = request.app
+    limits = app.state.upload_limits
+    limits = UploadLimits(limits.file_bytes, min(limits.request_bytes, len(SOURCE_FILE_FIELDS) * limits.file_bytes
+                                                 + (1 << 20)))
+    dest = await asyncio.to_thread(new_upload_dir, app.state.data_dir)
+    try:
+        upload = await receive_upload(request, dest, limits)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, dest, True)
+        raise
+    files = {name: part for name, part in zip(upload.file_fields, upload.files) if name in SOURCE_FILE_FIELDS}
+    return upload.fields, files, upload.rejected, dest
+
+
+def keep_starts(data_dir: Path, form: GenerateForm, files: dict) -> None:
+    """Keep the uploaded sounds (and a dataset file to start from) as sources; the form then names
+    them by id. FormError with the importer's reason for a file that cannot be used. Blocking."""
+    for input_name, (name, path) in files.items():
+        target = input_name.removesuffix("_file")
+        try:
+            kept = keep_source(data_dir, path, name)
+        except AudioRejected as exc:
+            raise FormError("source" if target == "source" else "blend", f"{name}: {exc.reason}") from None
+        setattr(form, target, kept.source_id)
+        if form.start == "average":  # a file was given: that is where the sound should start
+            form.start = "sound" if target == "source" else "morph"
+    if form.start == "sound" and form.source:
+        if is_source_id(form.source):
+            form.source_id = form.source
+            return
+        try:
+            model = library.resolve_model(data_dir, form.model_id)
+            form.source_id = keep_dataset_file(data_dir, model.dataset, form.source).source_id
+        except AudioRejected as exc:
+            raise FormError("source", f"{form.source}: {exc.reason}") from None
+        except SourceError as exc:
+            raise FormError("source", str(exc)) from None
+
+
 async def generate_run(request: Request):
-    """Validate (fast, no torch), then make the sounds in a worker thread."""
+    """Keep any uploaded sound, validate (fast, no torch), then make the sounds in a worker thread."""
+    try:
+        fields, files, refused, dest = await _read_fields(request)
+    except UploadError as exc:  # not a form, or larger than an upload may be
+        return await _form_failed(request, GenerateForm.from_fields({}), str(exc), exc.status_code)
+    try:
+        return await _generate(request, GenerateForm.from_fields(fields), files, refused)
+    finally:
+        if dest is not None:
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+
+
+async def _generate(request: Request, form: GenerateForm, files: dict, refused: list):
     app = request.app
     data_dir = app.state.data_dir
-    form = GenerateForm.from_fields(await read_form(request))
     try:
+        if refused:
+            raise FormError("source", f"{refused[0].name}: {refused[0].reason}")
+        await asyncio.to_thread(keep_starts, data_dir, form, files)
         sound_request = form.to_request()
         model, sound_request = await asyncio.to_thread(library.validate_request, data_dir, sound_request)
     except FormError as exc:
@@ -180,8 +285,15 @@ async def generate_run(request: Request):
 
 
 async def generate_seed(request: Request):
-    """New seed: with htmx just the seed field; without, the whole form again as it was, with a fresh seed."""
-    form = GenerateForm.from_fields(await read_form(request))
+    """New seed: with htmx just the seed field; without, the whole form again as it was, with a fresh seed
+    (a file chosen in it is not kept: it is sent again with Generate)."""
+    try:
+        fields, _, _, dest = await _read_fields(request)
+    except UploadError:
+        fields, dest = {}, None
+    if dest is not None:
+        await asyncio.to_thread(shutil.rmtree, dest, True)
+    form = GenerateForm.from_fields(fields)
     form.seed = str(new_seed())
     if not _full_page(request):
         return render(request, "partials/seed_field.html", {"form": form})

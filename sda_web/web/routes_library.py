@@ -1,5 +1,6 @@
-"""The Library tab: trained models (rename, delete, download, open in Generate)
-and every generated sound (play, download in another format, delete).
+"""The Library tab: trained models (import, rename, delete, download, open in
+Generate) and every generated sound (play, download in another format or a
+whole request as a sample pack, delete), and the sounds they started from.
 
 Files are served by id only (a model's run id, a sound's id, each checked by
 the library), never by a path from the request.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +40,9 @@ DONE_MESSAGES = {
     "renamed": "Model renamed.",
     "deleted": "Model deleted. The sounds made with it are kept below.",
     "sound-deleted": "Sound deleted.",
+    "imported": "Model imported; it is listed below, ready to generate with.",
 }
+BATCH_PATTERN = r"[0-9]{8}-[0-9]{12}-[0-9a-f]{6}"
 
 
 @dataclass
@@ -53,6 +57,7 @@ class LibraryView:
     message_kind: str = "ok"
     errors: dict[str, str] = field(default_factory=dict)  # model id -> rename/delete error
     names: dict[str, str] = field(default_factory=dict)  # model id -> the name as typed (after an error)
+    import_error: str | None = None
 
 
 def read_library(data_dir: Path, model_id: str | None = None) -> LibraryView:
@@ -118,6 +123,36 @@ async def _load_model(request: Request) -> ModelInfo:
         raise HTTPException(404) from None
 
 
+async def model_import(request: Request):
+    """Upload an exported model (bounded like every upload), import it in a worker thread."""
+    from .imports import UploadError, new_upload_dir, receive_upload
+
+    app = request.app
+    data_dir = app.state.data_dir
+    dest = await asyncio.to_thread(new_upload_dir, data_dir)
+    try:
+        try:
+            upload = await receive_upload(request, dest, app.state.upload_limits)
+            if upload.rejected:
+                raise UploadError(f"{upload.rejected[0].name}: {upload.rejected[0].reason}")
+            if not upload.files:
+                raise UploadError("Choose the model's .zip file to import.")
+        except UploadError as exc:
+            return await _library(request, exc.status_code, import_error=str(exc))
+        name, path = upload.files[0]
+        named = path.with_name(Path(name).name[:120] or "model.zip")
+        path.rename(named)  # the zip's own name is kept in the record of where the model came from
+        try:
+            await anyio.to_thread.run_sync(library.import_model, data_dir, named)
+        except ValueError as exc:  # ImportRefused, ModelError: one sentence
+            return await _library(request, 422, import_error=str(exc))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, dest, True)
+    if is_htmx(request):
+        return await _library(request, message=DONE_MESSAGES["imported"])
+    return _see_library(request, "imported")
+
+
 async def model_rename(request: Request):
     model_id = _model_id(request)
     name = (await read_form(request)).get("name", "")[:MAX_NAME_LENGTH * 4]
@@ -169,6 +204,31 @@ async def model_download(request: Request):
 
 
 # ---- sounds ------------------------------------------------------------------
+
+async def batch_pack(request: Request):
+    """Every variation of one request as one zip, with settings.json (a sample pack)."""
+    batch = request.path_params["batch"]
+    if not re.fullmatch(BATCH_PATTERN, batch):
+        raise HTTPException(404)
+    try:
+        data, name = await asyncio.to_thread(library.sample_pack, request.app.state.data_dir, batch)
+    except ValueError:  # deleted, or unreadable
+        raise HTTPException(404) from None
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def source_audio(request: Request):
+    """A sound a transform or morph started from, as it was given."""
+    try:
+        source = await asyncio.to_thread(library.load_source, request.app.state.data_dir,
+                                         request.path_params["source_id"])
+    except ValueError:
+        raise HTTPException(404) from None
+    kinds = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
+             ".mp3": "audio/mpeg", ".aif": "audio/aiff", ".aiff": "audio/aiff"}
+    return FileResponse(source.audio_path, media_type=kinds.get(source.audio_path.suffix, "application/octet-stream"))
+
 
 async def _load_sound(request: Request):
     try:
@@ -273,6 +333,9 @@ async def sound_delete(request: Request):
 
 routes = [
     Route("/library", library_page, name="library_page"),
+    Route("/library/models/import", model_import, methods=["POST"], name="model_import"),
+    Route("/library/batches/{batch}/pack.zip", batch_pack, name="batch_pack"),
+    Route("/library/sources/{source_id}/audio", source_audio, name="source_audio"),
     Route("/library/models/{model_id}/rename", model_rename, methods=["POST"], name="model_rename"),
     Route("/library/models/{model_id}/delete", model_delete_confirm, methods=["GET"], name="model_delete_confirm"),
     Route("/library/models/{model_id}/delete", model_delete, methods=["POST"], name="model_delete"),

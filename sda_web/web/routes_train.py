@@ -213,6 +213,10 @@ async def train_resume(request: Request):
             info = await asyncio.to_thread(load_run, app.state.data_dir, run_id)
         except RunError as exc:
             return await _message_response(request, str(exc), 404)
+        from ..library.models import IMPORTED_CANNOT_RESUME, is_imported
+
+        if await asyncio.to_thread(is_imported, info.run_dir):
+            return await _message_response(request, IMPORTED_CANNOT_RESUME, 409)
         if info.epochs_done < info.total_epochs:
             epochs = None  # continue to the run's own target
         elif epochs is None or epochs <= info.epochs_done:

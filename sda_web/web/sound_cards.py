@@ -42,7 +42,8 @@ def batches(sounds: list[Sound], models: list[ModelInfo]) -> list[Batch]:
 def describe(sound: Sound) -> list[str]:
     """The parameters that made a sound, in short words."""
     r = sound.request
-    parts = [f"seed {r.seed}", f"{r.duration_s:g} s"]
+    parts = [f"from {sound.source_label(r.source)}"] if r.source else []
+    parts += [f"seed {r.seed}", f"{r.duration_s:.3g} s" if r.source else f"{r.duration_s:g} s"]
     if r.variations > 1:
         parts.append(f"{r.variations} variations")
     if r.variation_amount != 1.0:
@@ -50,7 +51,7 @@ def describe(sound: Sound) -> list[str]:
     parts += [f"{label} {signed(value)}" for label, value in sorted(r.controls.items()) if value]
     if r.blend:
         a, b, amount = r.blend
-        parts.append(f"blend {a} → {b} at {float(amount):g}")
+        parts.append(f"morph {sound.source_name(a)} → {sound.source_name(b)} at {float(amount):g}")
     return parts
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.events import EpochMetrics, PreviewEvent, StepProgress
-from ..training.runs import RunError, latest_resumable_run, list_previews, list_runs, load_history
+from ..training.runs import RunError, list_previews, list_runs, load_history
 
 ACTIVE = ("starting", "running")
 OUTCOMES = ("completed", "cancelled", "failed", "interrupted")
@@ -73,7 +73,9 @@ class RunView:
 def resume_offer(data_dir: Path, dataset: str | None) -> ResumeOffer | None:
     if not dataset:
         return None
-    info = latest_resumable_run(data_dir, dataset)
+    from ..library.models import is_imported
+
+    info = next((r for r in list_runs(data_dir, dataset) if r.has_checkpoint and not is_imported(r.run_dir)), None)
     if info is None or info.status == "running":
         return None
     return ResumeOffer(info.run_id, info.epochs_done, info.total_epochs, info.status)
