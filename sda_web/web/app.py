@@ -22,6 +22,7 @@ from . import routes_generate, routes_library  # the Generate and Library tabs
 from .hub import LiveHub
 from .imports import ImportJobs, UploadLimits
 from .common import error_handlers
+from .security import SecurityHeaders
 from .templating import STATIC_DIR, check_assets, make_templates, normalise_root_path
 
 
@@ -67,13 +68,14 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
             await hub.stop()
 
     # ---- the front door (issue 5): proxy headers, prefix, access token, same-origin; outermost first
+    # (SecurityHeaders sits outside all of these: see SdaApp)
     middleware = [
         *guard.proxy_middleware(trusted_proxies),
         *([Middleware(PrefixTolerant, root_path=root_path)] if root_path else []),
         *guard.access_middleware(token=access_token, root_path=root_path, local_only=local_only),
     ]
     # ----
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=error_handlers(), middleware=middleware)
+    app = SdaApp(routes=routes, lifespan=lifespan, exception_handlers=error_handlers(), middleware=middleware)
     app.state.data_dir = data_dir
     app.state.root_path = root_path
     app.state.templates = templates
@@ -84,6 +86,14 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     app.state.tasks = set()
     hub.on_finished(lambda view: routes_train.after_run(app, view))
     return app
+
+
+class SdaApp(Starlette):
+    """Starlette with the browser's security headers outside everything, its 500 page included
+    (Starlette's ServerErrorMiddleware sits outside the user middleware)."""
+
+    def build_middleware_stack(self):
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 class PrefixTolerant:

@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.responses import HTMLResponse, Response
 
+from . import security
+
 TOKEN_PARAM = "token"
 MIN_TOKEN_CHARS = 8
 COOKIE_MAX_AGE_S = 30 * 24 * 3600  # a phone on the LAN should not need the link every day
@@ -104,8 +106,9 @@ def _query(scope) -> list[tuple[str, str]]:
 async def deny(scope, receive, send, status: int, heading: str, text: str, form: bool = False) -> None:
     """A plain page (no app data, no static files); for a WebSocket, the same as a denial response."""
     body = _PLAIN_PAGE.format(title=html.escape(heading), heading=html.escape(heading), text=html.escape(text),
-                              form=_TOKEN_FORM if form else "")
-    response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+                              form=_TOKEN_FORM if form else "", style=_PLAIN_STYLE)
+    response = HTMLResponse(body, status_code=status,
+                            headers={"Cache-Control": "no-store", "Content-Security-Policy": _PLAIN_CSP})
     if scope["type"] == "websocket":
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008, "reason": heading})
@@ -113,12 +116,16 @@ async def deny(scope, receive, send, status: int, heading: str, text: str, form:
     await response(scope, receive, send)
 
 
+_PLAIN_STYLE = ("body{font:16px/1.5 system-ui,sans-serif;background:#15171c;color:#e8e6e3;max-width:34rem;"
+                "margin:12vh auto;padding:0 1.2rem}h1{font-size:1.4rem}input{font:inherit;padding:.4rem .6rem;"
+                "width:100%;box-sizing:border-box;margin:.3rem 0 .8rem}button{font:inherit;padding:.4rem 1rem}"
+                "p{color:#b9b6b0}")
+# Its one inline <style>, allowed by its hash: the page works without static files (which need the token).
+_PLAIN_CSP = security.content_security_policy((security.style_hash(_PLAIN_STYLE),))
 _PLAIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · sda</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;background:#15171c;color:#e8e6e3;max-width:34rem;margin:12vh auto;padding:0 1.2rem}}
-h1{{font-size:1.4rem}}input{{font:inherit;padding:.4rem .6rem;width:100%;box-sizing:border-box;margin:.3rem 0 .8rem}}
-button{{font:inherit;padding:.4rem 1rem}}p{{color:#b9b6b0}}</style></head>
+<style>{style}</style></head>
 <body><h1>{heading}</h1><p>{text}</p>{form}</body></html>
 """
 _TOKEN_FORM = """<form method="get"><label for="token">Access token</label>
