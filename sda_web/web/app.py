@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -28,7 +29,7 @@ from .templating import STATIC_DIR, check_assets, make_templates, normalise_root
 
 def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None,
                access_token: str | None = None, trusted_proxies: str | None = None, local_only: bool = False,
-               upload_limits: UploadLimits | None = None) -> Starlette:
+               upload_limits: UploadLimits | None = None, allowed_origins: Iterable[str] = ()) -> Starlette:
     """Build the app for `data_dir` (else $SDA_DATA_DIR, else ./sda-data).
 
     `root_path` is the prefix a reverse proxy serves the app under ("/sda");
@@ -36,10 +37,13 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     TrainingRunner (tests use a scripted one). `access_token`: every request
     must carry it (web/guard.py); without one, `local_only` answers only to
     loopback host names; `trusted_proxies`: addresses whose X-Forwarded-*
-    headers are believed (then give uvicorn proxy_headers=False)."""
+    headers are believed (then give uvicorn proxy_headers=False); `allowed_origins`: pages at these
+    origins ("https://studio.example") may post here too, for a proxy that cannot pass the host the
+    browser used."""
     check_assets()
     data_dir = resolve_data_dir(data_dir)
     root_path = normalise_root_path(root_path)
+    allowed_origins = guard.normalise_origins(allowed_origins)
 
     routes = [
         *routes_pages.routes,
@@ -72,7 +76,8 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     middleware = [
         *guard.proxy_middleware(trusted_proxies),
         *([Middleware(PrefixTolerant, root_path=root_path)] if root_path else []),
-        *guard.access_middleware(token=access_token, root_path=root_path, local_only=local_only),
+        *guard.access_middleware(token=access_token, root_path=root_path, local_only=local_only,
+                                 allowed_origins=allowed_origins),
     ]
     # ----
     app = SdaApp(routes=routes, lifespan=lifespan, exception_handlers=error_handlers(), middleware=middleware)
