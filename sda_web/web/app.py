@@ -15,7 +15,6 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Router
-from starlette.staticfiles import StaticFiles
 
 from ..storage import resolve_data_dir
 from . import guard, routes_data, routes_pages, routes_train
@@ -25,6 +24,7 @@ from .imports import ImportJobs, UploadLimits
 from .common import error_handlers
 from .security import SecurityHeaders
 from .templating import STATIC_DIR, check_assets, make_templates, normalise_root_path
+from .wire import AssetVersions, CachedStatic, Compression
 
 
 def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None,
@@ -44,15 +44,16 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     data_dir = resolve_data_dir(data_dir)
     root_path = normalise_root_path(root_path)
     allowed_origins = guard.normalise_origins(allowed_origins)
+    versions = AssetVersions(STATIC_DIR)
 
     routes = [
         *routes_pages.routes,
         *routes_data.routes,
         *routes_train.routes,
         *routes_generate.routes, *routes_library.routes,
-        Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        Mount("/static", app=CachedStatic(directory=str(STATIC_DIR), versions=versions), name="static"),
     ]
-    templates = make_templates(Router(routes=routes), root_path)
+    templates = make_templates(Router(routes=routes), root_path, versions)
     hub = LiveHub(templates.env)
 
     @contextlib.asynccontextmanager
@@ -75,6 +76,7 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     # (SecurityHeaders sits outside all of these: see SdaApp)
     middleware = [
         *guard.proxy_middleware(trusted_proxies),
+        Middleware(Compression),
         *([Middleware(PrefixTolerant, root_path=root_path)] if root_path else []),
         *guard.access_middleware(token=access_token, root_path=root_path, local_only=local_only,
                                  allowed_origins=allowed_origins),
