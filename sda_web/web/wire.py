@@ -25,7 +25,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.staticfiles import StaticFiles
 
 MIN_COMPRESS_BYTES = 500  # below this the gzip framing and a round of CPU buy nothing
-COMPRESS_LEVEL = 6  # zlib's default; 9 saved under 1% more on the first page
+COMPRESS_LEVEL = 6  # zlib's default; 9 saved 45 B (0.2%) of the first page's assets for 1.2x the CPU
 TEXT_TYPES = ("text/", "application/javascript", "application/json", "image/svg+xml")
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
