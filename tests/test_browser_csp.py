@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest_web import free_port, launch, require_real_part, stop
+from conftest_web import CspWatch, free_port, launch, require_real_part, stop
 from generation_helpers import copy_of_trained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,39 +115,10 @@ def sounds(tmp_path_factory):
     return paths
 
 
-class Watch:
-    """CSP violations and script errors of one page, as Chromium reports them."""
-
-    def __init__(self, context, page):
-        self.violations: list[str] = []
-        self.errors: list[str] = []
-        cdp = context.new_cdp_session(page)
-        cdp.on("Audits.issueAdded", self._issue)
-        cdp.send("Audits.enable")
-        page.on("console", self._console)
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.cdp = cdp
-
-    def _issue(self, params):
-        issue = params["issue"]
-        if issue["code"] == "ContentSecurityPolicyIssue":
-            details = issue["details"]["contentSecurityPolicyIssueDetails"]
-            self.violations.append(f"{details.get('violatedDirective')}: {details.get('blockedURL', '')} "
-                                   f"{details.get('contentSecurityPolicyViolationType')}")
-
-    def _console(self, message):
-        if "Content Security Policy" in message.text or "Refused to" in message.text:
-            self.violations.append(message.text)
-
-    def settle(self, page):
-        """Let pending reports arrive (they come asynchronously)."""
-        page.wait_for_timeout(300)
-
-
 def open_app(browser, server, js: bool, tab: str = "/data"):
     context = browser.new_context(java_script_enabled=js, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    watch = Watch(context, page)
+    watch = CspWatch(context, page)
     if server.token:
         page.goto(server.url(f"{tab}?token={server.token}"))
     else:
@@ -289,12 +260,28 @@ def test_no_other_site_can_frame_the_app(server, browser):
     """A page elsewhere (here: about:blank) puts the Library in a frame: the browser refuses to show it."""
     context, page, _ = open_app(browser, server, js=True)  # holds the token cookie, where there is one
     other = context.new_page()
-    watch = Watch(context, other)
+    watch = CspWatch(context, other)
     other.set_content(f'<iframe src="{server.url("/library")}" width="800" height="600"></iframe>')
     other.wait_for_timeout(1500)
     (framed,) = [f for f in other.frames if f != other.main_frame]
     assert framed.locator("nav.tabs").count() == 0 and "Delete" not in framed.content()
     assert any("frame-ancestors" in v for v in watch.violations), watch.violations
+    context.close()
+
+
+def test_a_refusal_page_keeps_its_own_style(server, browser):
+    """A form on another page posts here: the plain refusal page (401 without the SameSite cookie,
+    else 403) shows with its inline <style>, allowed by hash, and nothing is reported."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    watch = CspWatch(context, page)
+    page.set_content(f'<form method="post" action="{server.url("/data/demo")}"><button>go</button></form>')
+    with page.expect_navigation():
+        page.click("button")
+    assert ("Access token required" if server.token else "Refused: request from another site") in page.content()
+    assert page.eval_on_selector("body", "b => getComputedStyle(b).backgroundColor") == "rgb(21, 23, 28)"
+    watch.settle(page)
+    assert watch.violations == []
     context.close()
 
 
