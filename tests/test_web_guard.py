@@ -189,6 +189,8 @@ def open_client(data):
     {"Origin": "http://testserver.evil.example"},
     {"Origin": "http://testserver:8080"},  # another app on this host
     {"Origin": "null"},
+    {"Origin": "http://[::1"},
+    {"Origin": "testserver"},
     {"Sec-Fetch-Site": "cross-site"},
     {"Sec-Fetch-Site": "same-site"},
     {"Origin": "http://testserver", "Sec-Fetch-Site": "cross-site"},
@@ -224,6 +226,7 @@ def test_same_origin_and_non_browser_requests_pass(open_client):
     "http://testserver:8080/data",  # another app on this host
     "https://evil.example/testserver/data",
     "not a url",
+    "http://[::1",  # unparseable: refused, not a server error
 ])
 def test_without_an_origin_a_foreign_referer_is_refused(open_client, data, referer):
     c = open_client

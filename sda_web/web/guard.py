@@ -306,9 +306,19 @@ def _is_allowed(url: str, allowed: frozenset[str]) -> bool:
         return False
 
 
+def _split(url: str):
+    """urlsplit, or None for what it cannot parse (a header is whatever the client sent)."""
+    try:
+        return urlsplit(url)
+    except ValueError:  # e.g. "http://[::1"
+        return None
+
+
 def _origin_of(url: str) -> str:
-    """The scheme://host[:port] part of a URL (a Referer is a full address)."""
-    parts = urlsplit(url)
+    """The scheme://host[:port] part of a URL (a Referer is a full address); '' if it has none."""
+    parts = _split(url)
+    if parts is None or not parts.netloc:
+        return ""
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
@@ -337,10 +347,10 @@ def cross_site_reason(scope, allowed_origins: frozenset[str] = frozenset()) -> s
         return None  # not sent by a browser page (curl, scripts): nothing to forge
     if origin == "null":
         return "This request came from a page without an origin (a sandboxed frame or a local file), so sda refused it."
-    sender = origin if origin is not None else _origin_of(referer)
-    parts = urlsplit(sender)
-    if not parts.netloc or _normal_host(parts.netloc, parts.scheme) != _normal_host(host):
-        shown = sender[:100] if parts.netloc else "a page of unknown address"
+    sender = _origin_of(origin if origin is not None else referer)
+    parts = _split(sender)
+    if not sender or _normal_host(parts.netloc, parts.scheme) != _normal_host(host):
+        shown = sender[:100] or "a page of unknown address"
         return (f"This request came from {shown}, not from this server ({host[:80] or 'unknown host'}), so sda "
                 "refused it: only sda's own pages can change things here." + hint)
     if fetch_site == "same-site":
@@ -351,10 +361,9 @@ def cross_site_reason(scope, allowed_origins: frozenset[str] = frozenset()) -> s
 def _proxy_hint(claimed: str | None) -> str:
     """The advice for an operator whose reverse proxy hides the address the browser used."""
     named = ""
-    if claimed and claimed != "null":
-        parts = urlsplit(claimed)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            named = f" (--allowed-origin {_origin_of(claimed)[:100]}, if that is the address you typed)"
+    sender = _origin_of(claimed) if claimed else ""
+    if sender.startswith(("http://", "https://")):
+        named = f" (--allowed-origin {sender[:100]}, if that is the address you typed)"
     return (" If you reach sda through a reverse proxy, make it pass the address you typed (nginx: "
             "proxy_set_header X-Forwarded-Host $http_host;) or, if it cannot, start sda with --allowed-origin "
             f"and that address{named}.")
