@@ -289,9 +289,13 @@ def test_a_malformed_allowed_origin_is_refused_with_a_sentence(data, bad, says, 
         create_app(data, allowed_origins=[bad])
     from sda_web import cli
 
-    assert cli.main(["serve", "--allowed-origin", bad, "--data-dir", str(data)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and says in err and "Traceback" not in err and err.count("\n") == 1
+    from sda_web.web import serve as serve_mod
+
+    for main in (lambda: cli.main(["serve", "--allowed-origin", bad, "--data-dir", str(data)]),
+                 lambda: serve_mod.main(["--allowed-origin", bad, "--data-dir", str(data)])):
+        assert main() == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and says in err and "Traceback" not in err and err.count("\n") == 1
 
 
 def test_cli_and_environment_wire_the_allowed_origins(data, monkeypatch):
