@@ -47,6 +47,10 @@ def _build_parser() -> argparse.ArgumentParser:
                             "when --host is not 127.0.0.1)")
     serve.add_argument("--max-upload-mb", type=float, default=None, help="largest sound file to accept (default 200)")
     serve.add_argument("--max-request-mb", type=float, default=None, help="largest upload in one go (default 2048)")
+    serve.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None, metavar="URL",
+                       help="also accept forms and live updates from pages at this origin, e.g. "
+                            "https://studio.example, for a proxy that cannot pass the host the browser used "
+                            "(repeatable; default: $SDA_ALLOWED_ORIGINS, comma-separated)")
     data_dir_arg(serve)
     serve.set_defaults(handler=_cmd_serve)
 
@@ -134,7 +138,8 @@ def _cmd_serve(args) -> int:
 
     serve(host=args.host, port=args.port, data_dir=resolve_data_dir(args.data_dir), root_path=args.root_path,
           proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips, token=args.token,
-          max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb)
+          max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb,
+          allowed_origins=args.allowed_origins)
     return 0
 
 

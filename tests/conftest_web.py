@@ -199,3 +199,35 @@ def stop(proc: subprocess.Popen) -> str:
         proc.kill()
         out, _ = proc.communicate()
     return out or ""
+
+
+# ---- a real browser ----------------------------------------------------------------
+
+class CspWatch:
+    """CSP violations and script errors of one Playwright page, as Chromium reports them:
+    DevTools' Audits issues (seen with JavaScript off too) and console messages."""
+
+    def __init__(self, context, page):
+        self.violations: list[str] = []
+        self.errors: list[str] = []
+        cdp = context.new_cdp_session(page)
+        cdp.on("Audits.issueAdded", self._issue)
+        cdp.send("Audits.enable")
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.cdp = cdp
+
+    def _issue(self, params):
+        issue = params["issue"]
+        if issue["code"] == "ContentSecurityPolicyIssue":
+            details = issue["details"]["contentSecurityPolicyIssueDetails"]
+            self.violations.append(f"{details.get('violatedDirective')}: {details.get('blockedURL', '')} "
+                                   f"{details.get('contentSecurityPolicyViolationType')}")
+
+    def _console(self, message):
+        if "Content Security Policy" in message.text or "Refused to" in message.text:
+            self.violations.append(message.text)
+
+    def settle(self, page):
+        """Let pending reports arrive (they come asynchronously)."""
+        page.wait_for_timeout(300)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest_web import free_port, require_real_part
+from conftest_web import CspWatch, free_port, require_real_part
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -96,8 +96,7 @@ def wait_until(page, predicate, timeout_s: float, what: str, reload_every: float
 def test_the_journey_with_javascript(server, browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    watch = CspWatch(context, page)  # the live fragments (chart, stats, previews) obey the CSP too
 
     # the printed link: the token becomes a cookie and leaves the address bar
     page.goto(f"{server}/?token={TOKEN}")
@@ -133,13 +132,15 @@ def test_the_journey_with_javascript(server, browser):
 
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text(re.compile(r"Training stopped at epoch \d+ of 20")).wait_for(timeout=60_000)
-    assert errors == []
+    watch.settle(page)
+    assert watch.errors == [] and watch.violations == []
     context.close()
 
 
 def test_the_journey_without_javascript(server, browser):
     context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    watch = CspWatch(context, page)
     page.goto(f"{server}/data?token={TOKEN}")
     assert page.url == f"{server}/data"
 
@@ -169,4 +170,6 @@ def test_the_journey_without_javascript(server, browser):
     shot(page, "nojs-4-resumed")
     page.get_by_role("button", name="Cancel").click()  # the server checkpoints it as it stops
     assert page.url == f"{server}/train"
+    watch.settle(page)
+    assert watch.violations == []
     context.close()

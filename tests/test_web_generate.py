@@ -98,11 +98,15 @@ def test_generate_via_the_form_redirects_to_players_and_files(client, data, mode
         audio = client.get(src)
         assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
         assert audio.content[:4] == b"RIFF"
-    pictures = re.findall(r"url\('(/library/sounds/[^']+/waveform\.svg)'\)", page)
+    pictures = re.findall(r'<img class="wave" src="(/library/sounds/[^"]+/waveform\.svg)"', page)
     assert len(pictures) == 2
     svg = client.get(pictures[0])
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
-    assert ET.fromstring(svg.text).tag.endswith("svg")
+    picture = ET.fromstring(svg.text)
+    assert picture.tag.endswith("svg")
+    # an <img> cannot take the page's colour: the picture carries its own gradient (no inline style needed)
+    assert picture.find("{http://www.w3.org/2000/svg}path").get("fill") == "url(#wave-fill)"
+    assert picture.find(".//{http://www.w3.org/2000/svg}linearGradient").get("id") == "wave-fill"
     # the result keeps its settings in the form
     assert 'id="g-seed" name="seed" type="number"' in page and 'value="7"' in page
     assert re.search(r'name="control:brightness" type="range"[^>]* value="1.5"', page)

@@ -189,6 +189,8 @@ def open_client(data):
     {"Origin": "http://testserver.evil.example"},
     {"Origin": "http://testserver:8080"},  # another app on this host
     {"Origin": "null"},
+    {"Origin": "http://[::1"},
+    {"Origin": "testserver"},
     {"Sec-Fetch-Site": "cross-site"},
     {"Sec-Fetch-Site": "same-site"},
     {"Origin": "http://testserver", "Sec-Fetch-Site": "cross-site"},
@@ -216,6 +218,101 @@ def test_same_origin_and_non_browser_requests_pass(open_client):
         assert c.post("/train/cancel", headers=headers).status_code == 409  # reached the app: nothing to cancel
     with c.websocket_connect("/train/ws", headers={"Origin": "http://testserver"}) as ws:
         assert 'id="loss-chart"' in ws.receive_text()
+
+
+@pytest.mark.parametrize("referer", [
+    "http://evil.example/page",
+    "http://testserver.evil.example/",
+    "http://testserver:8080/data",  # another app on this host
+    "https://evil.example/testserver/data",
+    "not a url",
+    "http://[::1",  # unparseable: refused, not a server error
+])
+def test_without_an_origin_a_foreign_referer_is_refused(open_client, data, referer):
+    c = open_client
+    for path, form in (("/train/cancel", {}), ("/data/demo", {}), ("/data/datasets/tones/delete", {})):
+        r = c.post(path, data=form, headers={"Referer": referer}, follow_redirects=False)
+        assert r.status_code == 403, (path, referer)
+        assert "so sda refused it" in r.text and "--allowed-origin" in r.text
+    with pytest.raises(WebSocketDenialResponse):
+        with c.websocket_connect("/train/ws", headers={"Referer": referer}):
+            pass
+    assert (data / "datasets" / "tones").is_dir()
+
+
+def test_our_own_referer_passes_and_the_origin_wins_over_it(open_client):
+    c = open_client
+    for headers in ({"Referer": "http://testserver/train"}, {"Referer": "http://testserver:80/data?x=1"},
+                    {"Origin": "http://testserver", "Referer": "http://evil.example/"}):
+        assert c.post("/train/cancel", headers=headers).status_code == 409, headers
+    for headers in ({"Referer": "http://testserver/train", "Sec-Fetch-Site": "cross-site"},
+                    {"Referer": "http://testserver/train", "Sec-Fetch-Site": "same-site"},
+                    {"Origin": "http://evil.example", "Referer": "http://testserver/train"}):
+        assert c.post("/train/cancel", headers=headers).status_code == 403, headers
+
+
+def test_a_post_with_neither_origin_nor_referer_is_a_script_and_passes(open_client):
+    """Documented in docs/DESIGN-NOTES.md (Web): every current browser sends Origin with a POST."""
+    assert open_client.post("/train/cancel").status_code == 409
+    assert open_client.post("/train/cancel", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+
+
+def test_allowed_origins_stand_in_for_a_host_the_proxy_cannot_pass(data):
+    app = create_app(data, runner=ScriptedRunner(), allowed_origins=["https://Studio.example:443/", "http://10.0.0.5:8080"])
+    with TestClient(app) as c:
+        for headers in ({"Origin": "https://studio.example"}, {"Origin": "http://10.0.0.5:8080"},
+                        {"Referer": "https://studio.example/sda/train"},
+                        {"Origin": "https://studio.example", "Sec-Fetch-Site": "cross-site"},
+                        {"Origin": "http://testserver"}):  # its own host still counts
+            assert c.post("/train/cancel", headers=headers).status_code == 409, headers
+        with c.websocket_connect("/train/ws", headers={"Origin": "https://studio.example"}) as ws:
+            assert 'id="loss-chart"' in ws.receive_text()
+        for origin in ("http://studio.example", "https://studio.example:8443", "https://evil.example",
+                       "http://10.0.0.5", "null"):
+            r = c.post("/train/cancel", headers={"Origin": origin})
+            assert r.status_code == 403, origin
+        r = c.post("/train/cancel", headers={"Origin": "https://proxy.lan"})
+        assert "--allowed-origin https://proxy.lan, if that is the address you typed" in r.text
+        assert "X-Forwarded-Host" in r.text
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("*", "every site on the web"),
+    ("studio.example", "is not an origin"),
+    ("https://studio.example/sda", "is not an origin"),
+    ("ftp://studio.example", "is not an origin"),
+    ("https://user@studio.example", "is not an origin"),
+    ("https://studio.example:99999", "is not an origin"),
+])
+def test_a_malformed_allowed_origin_is_refused_with_a_sentence(data, bad, says, capsys):
+    with pytest.raises(ValueError, match=says):
+        create_app(data, allowed_origins=[bad])
+    from sda_web import cli
+
+    from sda_web.web import serve as serve_mod
+
+    for main in (lambda: cli.main(["serve", "--allowed-origin", bad, "--data-dir", str(data)]),
+                 lambda: serve_mod.main(["--allowed-origin", bad, "--data-dir", str(data)])):
+        assert main() == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and says in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_cli_and_environment_wire_the_allowed_origins(data, monkeypatch):
+    from sda_web import cli
+    from sda_web.web import serve as serve_mod
+
+    seen = {}
+    monkeypatch.setattr(serve_mod, "serve", lambda **kw: seen.update(kw))
+    assert cli.main(["serve", "--allowed-origin", "https://a.example", "--allowed-origin", "http://b.lan:8080",
+                     "--data-dir", str(data)]) == 0
+    assert seen["allowed_origins"] == ["https://a.example", "http://b.lan:8080"]
+    monkeypatch.undo()
+    monkeypatch.setenv("SDA_ALLOWED_ORIGINS", "https://a.example, http://B.lan:8080 ")
+    assert serve_mod.resolve_allowed_origins() == {"https://a.example", "http://b.lan:8080"}
+    assert serve_mod.resolve_allowed_origins(["https://c.example"]) == {"https://c.example"}  # the flag wins
+    monkeypatch.setenv("SDA_ALLOWED_ORIGINS", "")
+    assert serve_mod.resolve_allowed_origins() == frozenset()
 
 
 def test_forwarded_host_counts_only_from_a_trusted_proxy(data):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Router
-from starlette.staticfiles import StaticFiles
 
 from ..storage import resolve_data_dir
 from . import guard, routes_data, routes_pages, routes_train
@@ -22,12 +22,14 @@ from . import routes_generate, routes_library  # the Generate and Library tabs
 from .hub import LiveHub
 from .imports import ImportJobs, UploadLimits
 from .common import error_handlers
+from .security import SecurityHeaders
 from .templating import STATIC_DIR, check_assets, make_templates, normalise_root_path
+from .wire import AssetVersions, CachedStatic, Compression
 
 
 def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None,
                access_token: str | None = None, trusted_proxies: str | None = None, local_only: bool = False,
-               upload_limits: UploadLimits | None = None) -> Starlette:
+               upload_limits: UploadLimits | None = None, allowed_origins: Iterable[str] = ()) -> Starlette:
     """Build the app for `data_dir` (else $SDA_DATA_DIR, else ./sda-data).
 
     `root_path` is the prefix a reverse proxy serves the app under ("/sda");
@@ -35,19 +37,23 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     TrainingRunner (tests use a scripted one). `access_token`: every request
     must carry it (web/guard.py); without one, `local_only` answers only to
     loopback host names; `trusted_proxies`: addresses whose X-Forwarded-*
-    headers are believed (then give uvicorn proxy_headers=False)."""
+    headers are believed (then give uvicorn proxy_headers=False); `allowed_origins`: pages at these
+    origins ("https://studio.example") may post here too, for a proxy that cannot pass the host the
+    browser used."""
     check_assets()
     data_dir = resolve_data_dir(data_dir)
     root_path = normalise_root_path(root_path)
+    allowed_origins = guard.normalise_origins(allowed_origins)
+    versions = AssetVersions(STATIC_DIR)
 
     routes = [
         *routes_pages.routes,
         *routes_data.routes,
         *routes_train.routes,
         *routes_generate.routes, *routes_library.routes,
-        Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        Mount("/static", app=CachedStatic(directory=str(STATIC_DIR), versions=versions), name="static"),
     ]
-    templates = make_templates(Router(routes=routes), root_path)
+    templates = make_templates(Router(routes=routes), root_path, versions)
     hub = LiveHub(templates.env)
 
     @contextlib.asynccontextmanager
@@ -67,13 +73,16 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
             await hub.stop()
 
     # ---- the front door (issue 5): proxy headers, prefix, access token, same-origin; outermost first
+    # (SecurityHeaders sits outside all of these: see SdaApp)
     middleware = [
         *guard.proxy_middleware(trusted_proxies),
+        Middleware(Compression),
         *([Middleware(PrefixTolerant, root_path=root_path)] if root_path else []),
-        *guard.access_middleware(token=access_token, root_path=root_path, local_only=local_only),
+        *guard.access_middleware(token=access_token, root_path=root_path, local_only=local_only,
+                                 allowed_origins=allowed_origins),
     ]
     # ----
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=error_handlers(), middleware=middleware)
+    app = SdaApp(routes=routes, lifespan=lifespan, exception_handlers=error_handlers(), middleware=middleware)
     app.state.data_dir = data_dir
     app.state.root_path = root_path
     app.state.templates = templates
@@ -84,6 +93,14 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     app.state.tasks = set()
     hub.on_finished(lambda view: routes_train.after_run(app, view))
     return app
+
+
+class SdaApp(Starlette):
+    """Starlette with the browser's security headers outside everything, its 500 page included
+    (Starlette's ServerErrorMiddleware sits outside the user middleware)."""
+
+    def build_middleware_stack(self):
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 class PrefixTolerant:

@@ -18,7 +18,8 @@ __all__ = ["render_loss_chart", "chart_fragment"]
 # them. Classes: .loss-chart (the svg), .grid, .axis, .ticks, .axis-label,
 # .legend, .empty; .train / .val on each curve's polyline and legend swatch;
 # .hit on the group of invisible hover columns (one per point, each holding
-# that point's <title>; the chart's own <style> tints the hovered column).
+# that point's <title>; app.css tints the hovered column: the chart carries no
+# <style> of its own, which the Content-Security-Policy would refuse).
 TRAIN_COLOUR = "#2563eb"
 VAL_COLOUR = "#ea580c"
 WAITING_TEXT = "Waiting for the first epoch…"
@@ -377,8 +378,8 @@ class _Svg:
         edge, stroked as wide as the plot is tall (the group's stroke-width),
         so it needs only two numbers. Edges sit halfway between neighbouring
         points; the outer columns run to the plot's sides. The stroke is
-        transparent (stroke-opacity 0) but still takes the pointer, and the
-        <style> shows the hovered column faintly.
+        transparent (stroke-opacity 0) but still takes the pointer, and
+        app.css (`.loss-chart .hit>:hover`) shows the hovered column faintly.
         """
         xs = [round(self.px(p.x), 1) for p in self.points]
         edges = [round(self.x0, 1)] + [round((a + b) / 2, 1) for a, b in zip(xs, xs[1:])] + [round(self.x1, 1)]
@@ -387,7 +388,6 @@ class _Svg:
             for p, a, b in zip(self.points, edges, edges[1:])
         ])
         return (
-            '<style>.loss-chart .hit>:hover{stroke-opacity:.1}</style>'
             f'<g class="hit" transform="translate(0 {_n((self.y0 + self.y1) / 2)})" stroke="currentColor" '
             f'stroke-opacity="0" stroke-width="{_n(self.y0 - self.y1)}" pointer-events="stroke">{columns}</g>'
         )

@@ -15,7 +15,9 @@ Pure ASGI middlewares, so they see WebSocket handshakes as well as HTTP:
   loopback names, so a web page that points its own name at 127.0.0.1 (DNS
   rebinding) cannot read or drive the app.
 * SameOrigin: a page on another site cannot act: POST/PUT/PATCH/DELETE and
-  WebSocket handshakes whose Origin is not this host are refused (403).
+  WebSocket handshakes whose Origin (else Referer) is not this host, nor one
+  of the `--allowed-origin`s, are refused (403), as is any that the browser
+  labels `Sec-Fetch-Site: cross-site`.
 
 Why static files too: one rule with no exceptions is easier to trust than an
 allow-list, and nothing on the 401 page needs them.
@@ -30,6 +32,8 @@ import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.responses import HTMLResponse, Response
+
+from . import security
 
 TOKEN_PARAM = "token"
 MIN_TOKEN_CHARS = 8
@@ -104,8 +108,9 @@ def _query(scope) -> list[tuple[str, str]]:
 async def deny(scope, receive, send, status: int, heading: str, text: str, form: bool = False) -> None:
     """A plain page (no app data, no static files); for a WebSocket, the same as a denial response."""
     body = _PLAIN_PAGE.format(title=html.escape(heading), heading=html.escape(heading), text=html.escape(text),
-                              form=_TOKEN_FORM if form else "")
-    response = HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+                              form=_TOKEN_FORM if form else "", style=_PLAIN_STYLE)
+    response = HTMLResponse(body, status_code=status,
+                            headers={"Cache-Control": "no-store", "Content-Security-Policy": _PLAIN_CSP})
     if scope["type"] == "websocket":
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008, "reason": heading})
@@ -113,12 +118,16 @@ async def deny(scope, receive, send, status: int, heading: str, text: str, form:
     await response(scope, receive, send)
 
 
+_PLAIN_STYLE = ("body{font:16px/1.5 system-ui,sans-serif;background:#15171c;color:#e8e6e3;max-width:34rem;"
+                "margin:12vh auto;padding:0 1.2rem}h1{font-size:1.4rem}input{font:inherit;padding:.4rem .6rem;"
+                "width:100%;box-sizing:border-box;margin:.3rem 0 .8rem}button{font:inherit;padding:.4rem 1rem}"
+                "p{color:#b9b6b0}")
+# Its one inline <style>, allowed by its hash: the page works without static files (which need the token).
+_PLAIN_CSP = security.content_security_policy((security.style_hash(_PLAIN_STYLE),))
 _PLAIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · sda</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;background:#15171c;color:#e8e6e3;max-width:34rem;margin:12vh auto;padding:0 1.2rem}}
-h1{{font-size:1.4rem}}input{{font:inherit;padding:.4rem .6rem;width:100%;box-sizing:border-box;margin:.3rem 0 .8rem}}
-button{{font:inherit;padding:.4rem 1rem}}p{{color:#b9b6b0}}</style></head>
+<style>{style}</style></head>
 <body><h1>{heading}</h1><p>{text}</p>{form}</body></html>
 """
 _TOKEN_FORM = """<form method="get"><label for="token">Access token</label>
@@ -243,38 +252,121 @@ def _normal_host(netloc: str, scheme: str = "") -> str:
 class SameOrigin:
     """Refuse state-changing requests and WebSocket handshakes that another site started."""
 
-    def __init__(self, app):
+    def __init__(self, app, allowed_origins: frozenset[str] = frozenset()):
         self.app = app
+        self.allowed_origins = frozenset(allowed_origins)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket" or (scope["type"] == "http" and scope["method"] not in SAFE_METHODS):
-            reason = cross_site_reason(scope)
+            reason = cross_site_reason(scope, self.allowed_origins)
             if reason:
                 return await deny(scope, receive, send, 403, "Refused: request from another site", reason)
         await self.app(scope, receive, send)
 
 
-def cross_site_reason(scope) -> str | None:
-    """Why this request looks cross-site (a sentence), or None when it is our own page (or not a browser)."""
+def normalise_origin(url: str) -> str:
+    """'HTTPS://Studio.example:443/' -> 'https://studio.example'; ValueError (a sentence) if it is no origin."""
+    text = (url or "").strip()
+    if text == "*":
+        raise ValueError("--allowed-origin takes a page's address such as https://studio.example; '*' would let "
+                         "every site on the web act here, so sda does not accept it.")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.username
+            or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment):
+        raise ValueError(f"{text[:80]!r} is not an origin: give --allowed-origin the scheme, host and port a "
+                         "browser shows, such as https://studio.example or http://192.168.1.20:8080.")
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def normalise_origins(urls) -> frozenset[str]:
+    if isinstance(urls, str):
+        urls = [urls]
+    return frozenset(normalise_origin(u) for u in urls or ())
+
+
+def parse_origin_list(text: str | None) -> list[str]:
+    """$SDA_ALLOWED_ORIGINS: origins separated by commas or spaces."""
+    return [part for part in (text or "").replace(",", " ").split() if part]
+
+
+def _is_allowed(url: str, allowed: frozenset[str]) -> bool:
+    if not allowed:
+        return False
+    try:
+        return normalise_origin(_origin_of(url)) in allowed
+    except ValueError:
+        return False
+
+
+def _split(url: str):
+    """urlsplit, or None for what it cannot parse (a header is whatever the client sent)."""
+    try:
+        return urlsplit(url)
+    except ValueError:  # e.g. "http://[::1"
+        return None
+
+
+def _origin_of(url: str) -> str:
+    """The scheme://host[:port] part of a URL (a Referer is a full address); '' if it has none."""
+    parts = _split(url)
+    if parts is None or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def cross_site_reason(scope, allowed_origins: frozenset[str] = frozenset()) -> str | None:
+    """Why this request looks cross-site (a sentence), or None when it is our own page (or not a browser).
+
+    The Origin header decides; without one (older browsers' form posts), the
+    Referer; `Sec-Fetch-Site: cross-site` or `same-site` is refused either way.
+    A request with neither Origin nor Referer nor Sec-Fetch-Site did not come
+    from a page in any current browser (they all send Origin with every POST
+    and WebSocket handshake): it is a script or curl, and passes."""
     origin = _header(scope, b"origin")
+    referer = _header(scope, b"referer") if origin is None else None
     fetch_site = (_header(scope, b"sec-fetch-site") or "").lower()
     host = scope.get(FORWARDED_HOST_KEY) or _header(scope, b"host") or ""
-    proxy_hint = (" If you reach sda through a reverse proxy, make it pass the address you typed "
-                  "(nginx: proxy_set_header X-Forwarded-Host $http_host;).")
+    claimed = origin if origin is not None else referer
+    if claimed is not None and claimed != "null" and _is_allowed(claimed, allowed_origins):
+        return None  # --allowed-origin: a page the operator vouches for
+    hint = _proxy_hint(claimed)
     if fetch_site == "cross-site":
         return ("This request was sent by a page on another site, so sda refused it: only sda's own pages can "
-                "change things here." + proxy_hint)
-    if origin is None:
+                "change things here." + hint)
+    if origin is None and referer is None:
         if fetch_site == "same-site":  # e.g. another app on this host, on another port
             return "This request was sent by a page of another app on this site, so sda refused it."
         return None  # not sent by a browser page (curl, scripts): nothing to forge
     if origin == "null":
         return "This request came from a page without an origin (a sandboxed frame or a local file), so sda refused it."
-    parts = urlsplit(origin)
-    if _normal_host(parts.netloc, parts.scheme) != _normal_host(host):
-        return (f"This request came from {origin}, not from this server ({host or 'unknown host'}), so sda refused "
-                "it: only sda's own pages can change things here." + proxy_hint)
+    sender = _origin_of(origin if origin is not None else referer)
+    parts = _split(sender)
+    if not sender or _normal_host(parts.netloc, parts.scheme) != _normal_host(host):
+        shown = sender[:100] or "a page of unknown address"
+        return (f"This request came from {shown}, not from this server ({host[:80] or 'unknown host'}), so sda "
+                "refused it: only sda's own pages can change things here." + hint)
+    if fetch_site == "same-site":
+        return "This request was sent by a page of another app on this site, so sda refused it."
     return None
+
+
+def _proxy_hint(claimed: str | None) -> str:
+    """The advice for an operator whose reverse proxy hides the address the browser used."""
+    named = ""
+    sender = _origin_of(claimed) if claimed else ""
+    if sender.startswith(("http://", "https://")):
+        named = f" (--allowed-origin {sender[:100]}, if that is the address you typed)"
+    return (" If you reach sda through a reverse proxy, make it pass the address you typed (nginx: "
+            "proxy_set_header X-Forwarded-Host $http_host;) or, if it cannot, start sda with --allowed-origin "
+            f"and that address{named}.")
 
 
 def proxy_middleware(trusted_proxies: str | None) -> list:
@@ -284,7 +376,8 @@ def proxy_middleware(trusted_proxies: str | None) -> list:
     return [Middleware(ProxyHeaders, trusted=trusted_proxies)] if trusted_proxies else []
 
 
-def access_middleware(*, token: str | None, root_path: str = "", local_only: bool = False) -> list:
+def access_middleware(*, token: str | None, root_path: str = "", local_only: bool = False,
+                      allowed_origins: frozenset[str] = frozenset()) -> list:
     """Token (when set; else, with `local_only`, loopback host names only), then the
     same-origin check; inside any prefix handling."""
     from starlette.middleware import Middleware
@@ -293,4 +386,4 @@ def access_middleware(*, token: str | None, root_path: str = "", local_only: boo
         stack = [Middleware(AccessToken, token=token, root_path=root_path)]
     else:
         stack = [Middleware(LoopbackHostOnly)] if local_only else []
-    return stack + [Middleware(SameOrigin)]
+    return stack + [Middleware(SameOrigin, allowed_origins=frozenset(allowed_origins))]

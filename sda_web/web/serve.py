@@ -28,6 +28,13 @@ def resolve_token(host: str, token: str | None = None) -> tuple[str | None, bool
     return new_token(), True
 
 
+def resolve_allowed_origins(given: list[str] | None = None) -> frozenset[str]:
+    """--allowed-origin (repeatable), else $SDA_ALLOWED_ORIGINS; ValueError (a sentence) for a malformed one."""
+    from .guard import normalise_origins, parse_origin_list
+
+    return normalise_origins(given or parse_origin_list(os.environ.get("SDA_ALLOWED_ORIGINS")))
+
+
 def lan_address() -> str | None:
     """This machine's address on the local network, best effort (no packet is sent)."""
     import socket
@@ -52,6 +59,7 @@ def serve(
     token: str | None = None,
     max_upload_mb: float | None = None,
     max_request_mb: float | None = None,
+    allowed_origins: list[str] | None = None,
 ) -> None:
     """Print the address, then serve until interrupted.
 
@@ -59,7 +67,9 @@ def serve(
     headers (X-Forwarded-Proto/For/Host) are trusted from `forwarded_allow_ips`
     (default: 127.0.0.1, or $FORWARDED_ALLOW_IPS). Bound to anything but
     loopback, every request needs the access token (`token`, else $SDA_TOKEN,
-    else a new one, printed in the URL)."""
+    else a new one, printed in the URL). `allowed_origins` (else $SDA_ALLOWED_ORIGINS, comma- or
+    space-separated): pages at these origins may post here too, for a proxy that cannot pass the
+    host the browser used."""
     import uvicorn
 
     from ..storage import resolve_data_dir
@@ -71,9 +81,10 @@ def serve(
     data_dir = resolve_data_dir(data_dir)
     limits = UploadLimits.from_mb(max_upload_mb, max_request_mb)
     token, generated = resolve_token(host, token)
+    origins = resolve_allowed_origins(allowed_origins)
     trusted = (forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1") if proxy_headers else None
     app = create_app(data_dir, root_path=root_path, access_token=token, trusted_proxies=trusted,
-                     local_only=token is None, upload_limits=limits)
+                     local_only=token is None, upload_limits=limits, allowed_origins=origins)
     everywhere = host in ("0.0.0.0", "::", "")
     shown_host = "127.0.0.1" if everywhere else f"[{host}]" if ":" in host else host
     query = f"?token={quote(token, safe='')}" if token else ""
@@ -85,6 +96,8 @@ def serve(
     if generated:
         print("  the access token was generated for this session; pass --token or set SDA_TOKEN to keep one.",
               flush=True)
+    if origins:
+        print(f"  also accepting forms and live updates from pages at {', '.join(sorted(origins))}", flush=True)
     print("  press Ctrl+C to stop", flush=True)
     config = uvicorn.Config(
         app,
@@ -117,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=None)
     parser.add_argument("--max-upload-mb", type=float, default=None)
     parser.add_argument("--max-request-mb", type=float, default=None)
+    parser.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None)
     args = parser.parse_args(argv)
     try:
         serve(args.host, args.port, args.data_dir, args.root_path, proxy_headers=not args.no_proxy_headers,
               forwarded_allow_ips=args.forwarded_allow_ips, log_level=args.log_level, token=args.token,
-              max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb)
+              max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb,
+              allowed_origins=args.allowed_origins)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -66,7 +66,8 @@ def fmt_loss(value: float | None) -> str:
     return f"{value:.4f}" if 0.01 <= abs(value) < 1e5 else f"{value:.3g}"
 
 
-def make_templates(router: Router, root_path: str) -> Jinja2Templates:
+def make_templates(router: Router, root_path: str, versions=None) -> Jinja2Templates:
+    """`versions` (wire.AssetVersions): static URLs carry their content hash, so browsers may keep them."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=jinja2.select_autoescape(("html", "xml", "svg")),
@@ -78,7 +79,7 @@ def make_templates(router: Router, root_path: str) -> Jinja2Templates:
         return root_path + str(router.url_path_for(route, **params))
 
     def static(path: str) -> str:
-        return url("static", path=path)
+        return url("static", path=path) + (versions.url_query(path) if versions else "")
 
     env.globals.update(url=url, static=static, root_path=root_path)
     from .imports import fmt_size
