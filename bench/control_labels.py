@@ -84,7 +84,7 @@ def main() -> None:
             print(f"== {kit}", flush=True)
             run_dir = train(tmp / "data", kit_folder(kit, tmp), args.epochs)
             model, analysis = load_trained_model(run_dir), load_analysis(run_dir)
-            print(f"  {'control':12}{'feature':12}{'rho decoder':>12}{'rho generated':>14}   {'promised':16}{'measured':>16}")
+            print(f"  {'control':12}{'feature':12}{'rho decoder':>12}{'rho generated':>14}   {'promised':22}{'measured':>22}")
             for control in analysis.controls:
                 sweep = [generated_features(model, analysis, control.label, v) for v in SWEEP]
                 rho = {f: float(_spearman_with_sweep(torch.stack([s[f] for s in sweep], dim=1)).mean()) for f in FEATURES}
@@ -92,7 +92,7 @@ def main() -> None:
                 slope = float(sum((v * sweep[i][feature].mean()) for i, v in enumerate(SWEEP)) / sum(v * v for v in SWEEP))
                 measured = f"+1 ≈ {_human(slope)} {EFFECT_UNITS[feature]}"
                 print(f"  {control.label:12}{feature:12}{control.correlation if control.feature else float('nan'):>12.2f}"
-                      f"{rho[feature]:>14.2f}   {control.effect or '(texture)':16}{measured:>16}", flush=True)
+                      f"{rho[feature]:>14.2f}   {control.effect or '(texture)':22}{measured:>22}", flush=True)
 
 
 if __name__ == "__main__":

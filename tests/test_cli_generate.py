@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from generation_helpers import copy_of_trained
+from generation_helpers import TINY_MODEL, copy_of_trained
 from sda_web.cli import main
 
 
@@ -29,10 +29,10 @@ def test_models_lists_them_as_a_table_and_as_json(data):
     out = sda("models", "--json", "--data-dir", str(data))
     assert out.returncode == 0, out.stderr
     (model,) = json.loads(out.stdout)
-    assert model["dataset"] == "demo" and model["status"] == "completed" and model["epochs_trained"] == 60
+    assert model["dataset"] == "demo" and model["status"] == "completed" and model["epochs_trained"] == TINY_MODEL["epochs"]
     assert "brightness" in model["controls"]
     table = sda("models", "--data-dir", str(data))
-    assert table.returncode == 0 and model["id"] in table.stdout and "60/60" in table.stdout
+    assert table.returncode == 0 and model["id"] in table.stdout and f"{TINY_MODEL['epochs']}/{TINY_MODEL['epochs']}" in table.stdout
     assert table.stdout.splitlines()[0].split()[:3] == ["NAME", "ID", "DATASET"]
 
 

@@ -280,3 +280,18 @@ def test_a_failing_analysis_never_fails_a_trained_run(data_dir, tone_folder, eve
     assert done.outcome == "completed" and done.error is None
     run = load_run(data_dir, run_id)
     assert run.status == "completed" and run.has_checkpoint and not (run.run_dir / "analysis.json").exists()
+
+
+def test_a_controls_effect_reads_in_human_units():
+    from sda_web.generation.analysis import Control
+
+    def effect(feature, per_std):
+        return Control(label=feature or "texture 1", feature=feature, component=0, explained=0.3, correlation=0.95,
+                       std=1.0, feature_per_std=per_std, direction=(1.0,)).effect
+
+    assert effect("loudness", 3.14159) == "+1 ≈ +3.1 dB"
+    assert effect("brightness", 1063.7) == "+1 ≈ +1100 Hz"  # not "+1.06e+03 Hz"
+    assert effect("brightness", 421.0) == "+1 ≈ +420 Hz"
+    assert effect("pitch", 0.3012) == "+1 ≈ +0.30 octave"
+    assert effect("attack", -12.4) == "+1 ≈ -12 dB/s"
+    assert effect(None, None) is None

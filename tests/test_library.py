@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from generation_helpers import copy_of_trained
+from generation_helpers import TINY_MODEL, copy_of_trained
 from sda_web.generation.export import AudioFormat, ExportError, encode_audio
 from sda_web.library import (
     ModelBusy, ModelError, SoundError, SoundRequest, UnknownModel, UnknownSound, delete_model, delete_sound,
@@ -35,7 +35,7 @@ def model_id(data):
 def test_a_trained_run_is_listed_as_a_model(data, model_id):
     (model,) = list_models(data)
     assert model.model_id == model_id and model.dataset == "demo" and model.status == "completed"
-    assert model.epochs_trained == model.total_epochs == 60 and model.best_val_loss > 0
+    assert model.epochs_trained == model.total_epochs == TINY_MODEL["epochs"] and model.best_val_loss > 0
     assert model.name.startswith("demo 20") and model.created
     assert "brightness" in model.controls and model.has_analysis and not model.is_training
     assert json.loads(json.dumps(model.to_dict()))["id"] == model_id

@@ -12,7 +12,7 @@ import soundfile as sf
 from starlette.testclient import TestClient
 
 from conftest_web import HX, make_dataset
-from generation_helpers import copy_of_trained
+from generation_helpers import TINY_MODEL, copy_of_trained
 from sda_web.library import SoundRequest, generate_sounds, list_models, list_sounds, load_sound
 from sda_web.training.runs import mark_live
 from sda_web.web.app import create_app
@@ -55,7 +55,7 @@ def test_models_and_sounds_are_listed_newest_first(client, data):
     page = client.get("/library").text
     assert f"<h3>{model.name}</h3>" in page
     assert '<span class="status status-completed">completed</span>' in page
-    for text in ("<dd>demo</dd>", "<dd>60</dd>", f"<dd>{model.best_val_loss:.4f}</dd>", model.created[:10]):
+    for text in ("<dd>demo</dd>", f"<dd>{TINY_MODEL['epochs']}</dd>", f"<dd>{model.best_val_loss:.4f}</dd>", model.created[:10]):
         assert text in page, text
     assert f'href="/generate?model={model.model_id}"' in page and "Open in Generate" in page
     assert f'href="/library/models/{model.model_id}/download"' in page

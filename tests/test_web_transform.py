@@ -82,7 +82,7 @@ def test_start_from_an_uploaded_sound_without_javascript(server, model):
     players = re.findall(r'<audio controls preload="none" src="(/library/sounds/[^"]+/audio)"', page)
     assert len(players) == 2
     audio, rate = sf.read(io.BytesIO(server.http.get(players[0]).content), dtype="float32")
-    assert rate == 24_000 and abs(len(audio) / rate - 1.1) < 0.011  # as long as the upload
+    assert rate == 48_000 and abs(len(audio) / rate - 1.1) < 0.011  # as long as the upload (a 48 kHz model)
     # The result shows its settings again: the upload is now a choice, selected.
     assert 'id="g-start-sound" checked' in page
     assert re.search(r'<optgroup label="Uploaded"><option value="src-[0-9a-f]{16}" selected>my pluck.wav</option>', page)

@@ -57,9 +57,9 @@ def _human(value: float) -> str:
     """Two significant digits, never scientific: +3.1, +420, -0.31, +1200."""
     if value == 0:
         return "0"
-    digits = max(0, 1 - int(math.floor(math.log10(abs(value)))))
+    digits = 1 - int(math.floor(math.log10(abs(value))))
     rounded = round(value, digits)
-    return f"{rounded:+.{digits}f}" if digits else f"{int(rounded):+d}"
+    return f"{rounded:+.{digits}f}" if digits > 0 else f"{int(rounded):+d}"
 
 
 @dataclass(frozen=True)

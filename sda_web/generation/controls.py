@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..audio.features import ENERGY_PER_MEAN_SQUARE, FeatureSpec, band_centres_hz, band_energy, log_features
@@ -125,9 +126,8 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
     owners_t = torch.tensor(owners)
     mean = z.mean(dim=0)
     basis, basis_std, explained = _pca(z - mean)
-    names_sorted = sorted(range(len(names)), key=lambda i: names[i])
-    picks = [names_sorted[round(k * (len(names) - 1) / max(1, SWEEP_STARTS - 1))] for k in range(min(SWEEP_STARTS, len(names)))]
-    starts = torch.stack([z[owners_t == i].mean(dim=0) for i in dict.fromkeys(picks)])
+    file_means = [z[owners_t == i].mean(dim=0) for i in sorted(range(len(names)), key=lambda i: names[i])]
+    starts = sweep_starts(mean, basis, basis_std, file_means)
     controls = _label_controls(model, mean, basis, basis_std, explained, starts)
     file_latents = {name: tuple(z[owners_t == i].mean(dim=0).tolist()) for i, name in enumerate(names)}
     summary = {k: {"unit": FEATURE_UNITS[k], "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
@@ -216,7 +216,20 @@ def _label_controls(model: TrainedModel, mean: torch.Tensor, basis, basis_std, e
 
 
 SWEEP = (-2.0, -1.0, 0.0, 1.0, 2.0)  # slider values tried from each starting point
-SWEEP_STARTS = 8  # starting points: the mean latents of up to this many of the dataset's files
+SWEEP_FILES = 4  # starting points: the mean latents of up to this many of the dataset's files (transform's
+SWEEP_DRAWS = 4  # start), and this many seeded draws of the dataset's latent spread (generation's start)
+
+
+def sweep_starts(mean: torch.Tensor, basis: torch.Tensor, basis_std: torch.Tensor,
+                 file_means: list[torch.Tensor]) -> torch.Tensor:
+    """(starts, latent) float64 points to sweep the controls from: where a transform starts (a file)
+    and where a generated variation starts (the mean plus a draw of the dataset's own spread, as
+    synth.latent_path draws at variation 1), so a name holds for both."""
+    count = len(file_means)
+    picks = sorted({round(k * (count - 1) / max(1, SWEEP_FILES - 1)) for k in range(min(SWEEP_FILES, count))})
+    draws = torch.from_numpy(np.random.default_rng(0).standard_normal((SWEEP_DRAWS, len(basis_std))))
+    generated = mean + (draws * basis_std) @ basis
+    return torch.cat([torch.stack([file_means[i] for i in picks]), generated])
 
 
 @torch.no_grad()
