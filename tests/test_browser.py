@@ -18,13 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest_web import CspWatch, free_port, require_real_part
+from browser_helpers import ARTIFACTS, launched_chromium
+from conftest_web import CspWatch, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TOKEN = "browser-test-token-7f3a"
 EPOCHS = "20"  # long enough to cancel mid-run; ~1 s an epoch on the demo sounds
 
@@ -55,14 +52,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    require_real_part(CHROMIUM, "Chromium", module="playwright")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 def shot(page, name: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,14 +20,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest_web import CspWatch, free_port, launch, require_real_part, stop
+from browser_helpers import ARTIFACTS, launched_chromium
+from conftest_web import CspWatch, free_port, launch
 from generation_helpers import copy_of_trained
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 torch.set_num_threads(1)
@@ -92,14 +88,8 @@ def server(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    require_real_part(CHROMIUM, "Chromium", module="playwright")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

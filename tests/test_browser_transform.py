@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest_web import first_answer, free_port, launch, require_real_part, stop
+from browser_helpers import ARTIFACTS, launched_chromium
+from conftest_web import first_answer, free_port, launch, stop
 from generation_helpers import copy_of_trained
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -30,14 +30,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    require_real_part(CHROMIUM, "Chromium", module="playwright")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

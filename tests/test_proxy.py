@@ -3,7 +3,6 @@ a form post and live WebSocket updates all work through the sub-path."""
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import re
 import shutil

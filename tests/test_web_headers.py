@@ -5,7 +5,6 @@ The pages are rendered with a real tiny trained model and generated sounds, so
 the Generate and Library tabs show their sliders, players and waveforms."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import re

@@ -40,8 +40,24 @@ def _from_dict(cls, data: dict):
     return cls(**values)
 
 
+class _SpecShared:
+    """What every feature spec has: its dict form (with its kind), STFT bins, frame counts."""
+    kind = ""
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+    @property
+    def n_stft(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def frames_for(self, seconds: float) -> int:
+        """Number of spectrogram frames for `seconds` of audio (centred frames)."""
+        return int(round(seconds * self.sample_rate)) // self.hop_length + 1
+
+
 @dataclass(frozen=True)
-class BandSpec:
+class BandSpec(_SpecShared):
     sample_rate: int = 48_000
     n_fft: int = 2048
     hop_length: int = 512
@@ -54,24 +70,13 @@ class BandSpec:
 
     kind = "bands"
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
-
-    @property
-    def n_stft(self) -> int:
-        return self.n_fft // 2 + 1
-
     @property
     def n_bands(self) -> int:
         return len(band_edges(self)) - 1
 
-    def frames_for(self, seconds: float) -> int:
-        """Number of spectrogram frames for `seconds` of audio (centred frames)."""
-        return int(round(seconds * self.sample_rate)) // self.hop_length + 1
-
 
 @dataclass(frozen=True)
-class MelSpec:
+class MelSpec(_SpecShared):
     """The features of models trained before full band (see the module docstring)."""
     sample_rate: int = 24000
     n_fft: int = 1024
@@ -85,19 +90,9 @@ class MelSpec:
 
     kind = "mel"
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
-
-    @property
-    def n_stft(self) -> int:
-        return self.n_fft // 2 + 1
-
     @property
     def n_bands(self) -> int:
         return self.n_mels
-
-    def frames_for(self, seconds: float) -> int:
-        return int(round(seconds * self.sample_rate)) // self.hop_length + 1
 
 
 FeatureSpec = BandSpec | MelSpec

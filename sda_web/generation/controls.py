@@ -216,8 +216,8 @@ def _label_controls(model: TrainedModel, mean: torch.Tensor, basis, basis_std, e
 
 
 SWEEP = (-2.0, -1.0, 0.0, 1.0, 2.0)  # slider values tried from each starting point
-SWEEP_FILES = 4  # starting points: the mean latents of up to this many of the dataset's files (transform's
-SWEEP_DRAWS = 4  # start), and this many seeded draws of the dataset's latent spread (generation's start)
+SWEEP_FILES = 8  # starting points: the mean latents of up to this many of the dataset's files (transform's
+SWEEP_DRAWS = 8  # start), and this many seeded draws of the dataset's latent spread (generation's start)
 
 
 def sweep_starts(mean: torch.Tensor, basis: torch.Tensor, basis_std: torch.Tensor,
