@@ -40,11 +40,11 @@ class TrainedModel:
 
         frames_needed = math.ceil(int(wave.shape[-1]) / self.spec.hop_length) + 1
         count, hop = segment_layout(frames_needed, self.frames)
-        mel = self.stats.normalise(log_features(wave, self.spec))
+        feats = self.stats.normalise(log_features(wave, self.spec))
         silence = float(self.stats.normalise(torch.tensor(math.log(self.spec.log_floor))))
-        padded = torch.full((mel.shape[0], (count - 1) * hop + self.frames), silence)
-        used = min(mel.shape[-1], padded.shape[-1])
-        padded[:, :used] = mel[:, :used]
+        padded = torch.full((feats.shape[0], (count - 1) * hop + self.frames), silence)
+        used = min(feats.shape[-1], padded.shape[-1])
+        padded[:, :used] = feats[:, :used]
         segments = padded.unfold(1, self.frames, hop).permute(1, 0, 2)  # (count, n_bands, frames)
         mu, _ = self.model.encode(segments.contiguous().to(self.device))
         return mu.float().cpu()

@@ -10,8 +10,8 @@ crossfaded as band spectra and turned into one waveform.
    between keys by a norm-preserving slerp, so long sounds drift slowly.
 3. Segments of the model's length are decoded at a hop of half a segment and
    overlap-added as band *power* with sin^2/cos^2 crossfades that sum to one.
-4. One Griffin-Lim pass over the whole spectrogram (`audio.inverse`): its phase is consistent across
-   the former seams, so there is nothing to click.
+4. One Griffin-Lim pass over the whole spectrogram (`audio.inverse`): its phase
+   is consistent across the former seams, so there is nothing to click.
 
 Randomness comes only from numpy's PCG64 seeded with (seed, variation index):
 the same parameters give the same samples, bit for bit, on the same machine,
@@ -27,9 +27,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .analysis import AnalysisError, LatentAnalysis
 from ..audio.features import features_to_power
 from ..audio.inverse import features_to_wave, griffin_lim
+from .analysis import AnalysisError, LatentAnalysis
 from .loading import TrainedModel
 from .settings import GENERATION_GL_ITERS, Blend, GenerationSettings
 
@@ -114,7 +114,7 @@ def render_latents(model: TrainedModel, z: torch.Tensor, samples: int, gl_iters:
     _, hop = segment_layout(frames_needed, model.frames)
     device = model.device
     t0 = time.perf_counter()
-    segments = model.stats.denormalise(model.model.decode(z.to(device))).float()  # (count, n_bands, frames) log features
+    segments = model.stats.denormalise(model.model.decode(z.to(device))).float()  # (count, n_bands, frames)
     log_feats = overlap_add(segments, hop)[:, :frames_needed]
     t1 = _synced(device)
     power = features_to_power(log_feats, spec)
