@@ -1,24 +1,32 @@
-"""Sound quality at full band, the old pipeline beside the new one, in one run.
+"""Sound quality of the model, the baseline beside this tree, in one run.
 
 For each dataset (real recorded drum kits from Debian's hydrogen-drumkits, and
-the demo set) both pipelines train a default Balanced model (one torch
-thread); the old one from a checkout of BASELINE (the last commit with the
-24 kHz, 80-mel features), the new one from this tree. Then, against the
-original files at their own sample rate (STFT n_fft 2048, hop 512, both
-floored 80 dB below the original's peak):
+the demo set) both sides train a default Balanced model (one torch thread):
+the baseline from a checkout of BASELINE (the last commit with the segment
+model), this tree's from here. About 80% of the files train, the rest are held
+out (the app's own split). Then, against the originals at their own rate
+(`_sound_metrics.py` has the textbook definitions):
 
-  ceiling LSD   true features -> waveform: the best a pipeline can sound
-  VAE LSD       held-out (validation) files encoded, decoded, inverted
-  top octave    energy above 12 kHz kept, output / original, for cymbals and
-                hi-hats (held-out ones; all of the kit's if none was held out)
-  epoch s       seconds per epoch (median, previews and checkpoints included)
-  preview %     preview time as a share of the mean epoch
-  gen x RT      10 s generated from the model, times faster than real time
+  ceiling LSD    true features -> waveform: the best the features allow
+  LSD train/val  `sda transform --variation 0` (encode, decode, level match) on
+                 the training files and on the held-out ones, and as x ceiling
+  hiss           median excess in the cells more than 60 dB below the peak, dB
+                 (the inverse alone beside it)
+  flutter        envelope roughness of the output / the original's, median over
+                 the kicks, toms and other smooth-decaying hits
+  onsets         generated variations (variation 1, seeds 1..N, the new model's
+                 default length) with exactly one onset, of N
+  length         median decay time (to -40 dB) of the variations / of the files
+  FD             Fréchet distance between descriptor vectors of the variations
+                 and of the real files (lower is closer to real sounds)
+  copy LSD       median LSD from a variation to its nearest training file (above
+                 the ceiling: new sounds, not copies)
+  epoch s, gen x RT, transform x RT, checkpoint MB
 
     apt-get install -y --no-install-recommends hydrogen-drumkits
     python bench/sound_quality.py                 # Millo_MultiLayered2, ForzeeStereo, demo
-    python bench/sound_quality.py --kits demo --epochs 40
-    python bench/sound_quality.py --spectrograms DIR   # sox PNGs of a generated and a source cymbal
+    python bench/sound_quality.py --kits demo --epochs 40 --generate 16
+    python bench/sound_quality.py --spectrograms docs/sound   # sox PNGs: original, baseline, new
 """
 from __future__ import annotations
 
@@ -34,33 +42,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BASELINE = "ef82a7c"  # 24 kHz, 80 mel bands, NNLS + Griffin-Lim
+sys.path.insert(0, str(ROOT / "bench"))
+BASELINE = "d6f34a1"  # the segment model: one 64-d latent per 1-s segment, transposed convolutions
 KITS_DIR = Path("/usr/share/hydrogen/data/drumkits")
 DEFAULT_KITS = ("Millo_MultiLayered2", "ForzeeStereo", "demo")
-BRIGHT = ("crash", "ride", "hat", "hh", "cymbal", "china", "splash")
-
-
-def log_spectral_distance(reference, estimate, n_fft: int = 2048, hop: int = 512, floor_db: float = 80.0) -> float:
-    """Mean over frames of the RMS difference (dB) of the log power spectra, both floored
-    floor_db below the reference's peak."""
-    import torch
-
-    n = min(len(reference), len(estimate))
-    window = torch.hann_window(n_fft)
-    spectra = [torch.stft(torch.as_tensor(x[:n]).float(), n_fft, hop, window=window, return_complex=True).abs().square()
-               for x in (reference, estimate)]
-    floor = spectra[0].max() * 10 ** (-floor_db / 10)
-    ref_db, est_db = (10 * torch.log10(s.clamp(min=floor)) for s in spectra)
-    return float((ref_db - est_db).square().mean(dim=0).sqrt().mean())
-
-
-def top_octave_kept(reference, estimate, rate: int, above_hz: float = 12_000.0) -> float:
-    import numpy as np
-
-    n = min(len(reference), len(estimate))
-    freqs = np.fft.rfftfreq(n, 1 / rate) >= above_hz
-    ref, est = (float((np.abs(np.fft.rfft(x[:n])) ** 2)[freqs].sum()) for x in (reference, estimate))
-    return est / ref if ref > 0 else float("nan")
+SMOOTH = ("bd", "kick", "tom", "rim")  # hits whose decay is smooth in the original
+PICTURES = (("kick", ("bd_", "kick")), ("cowbell", ("cowbell", "agogo", "bell")), ("crash", ("crash",)))
 
 
 def load_at(path: Path, rate: int):
@@ -71,32 +58,53 @@ def load_at(path: Path, rate: int):
 
 def score(out_dir: Path) -> dict:
     """The metrics of one worker's output, against the dataset's stored originals."""
+    import numpy as np
     import soundfile as sf
+
+    import _sound_metrics as m
 
     summary = json.loads((out_dir / "summary.json").read_text())
     audio_dir = Path(summary["dataset_dir"])
-    val = summary["val_files"]
+    rate = summary["rate"]
+    originals = {n: load_at(audio_dir / n, rate) for n in summary["train_files"] + summary["val_files"]}
 
-    def compare(name: str, kind: str):
-        rate = sf.info(str(audio_dir / name)).samplerate
-        original = load_at(audio_dir / name, rate)
-        made = load_at(out_dir / f"{name}.{kind}.wav", rate)  # back at the original's own rate
-        return original, made, rate
+    def made(name: str, kind: str):
+        return load_at(out_dir / f"{name}.{kind}.wav", rate)
 
-    ceiling = [log_spectral_distance(*compare(n, "ceiling")[:2]) for n in val]
-    vae = [log_spectral_distance(*compare(n, "vae")[:2]) for n in val]
-    bright_val = [n for n in val if any(b in n.lower() for b in BRIGHT)]
-    bright = bright_val or [n for n in summary["train_files"] + val if any(b in n.lower() for b in BRIGHT)]
-    tops = [top_octave_kept(*compare(n, "vae")) for n in bright]
-    return {**summary, "ceiling_lsd": statistics.mean(ceiling), "vae_lsd": statistics.mean(vae),
-            "top_octave": statistics.median(tops) if tops else float("nan"), "bright_files": len(bright),
-            "bright_held_out": bool(bright_val)}
+    rows = {}
+    for split in ("train_files", "val_files"):
+        names = summary[split]
+        rows[split] = {
+            "ceiling": statistics.mean(m.lsd(originals[n], made(n, "ceiling")) for n in names),
+            "lsd": statistics.mean(m.lsd(originals[n], made(n, "vae")) for n in names),
+        }
+    names = summary["train_files"] + summary["val_files"]
+    hiss = [m.hiss(originals[n], made(n, "vae")) for n in names]
+    hiss_ceiling = [m.hiss(originals[n], made(n, "ceiling")) for n in names]
+    smooth = [n for n in names if n.lower().startswith(SMOOTH) or any(s in n.lower() for s in ("kick", "tom"))]
+    flutter = [m.roughness(made(n, "vae")) / m.roughness(originals[n]) for n in smooth
+               if m.roughness(originals[n]) > 0]
+    generated = sorted(out_dir.glob("gen-*.wav"), key=lambda p: int(p.stem.split("-")[1]))
+    gen = [sf.read(str(p), dtype="float32")[0] for p in generated]
+    one_onset = sum(len(m.onsets(w, rate)) == 1 for w in gen)
+    gen_decay = statistics.median(m.decay_seconds(w, rate) for w in gen)
+    file_decay = statistics.median(m.decay_seconds(w, rate) for w in originals.values())
+    real = np.stack([m.descriptors(w, rate) for w in originals.values()])
+    fake = np.stack([m.descriptors(w, rate) for w in gen])
+    train = [originals[n] for n in summary["train_files"]]
+    nearest = [min(m.lsd(t, w) for t in train) for w in gen[:16]]
+    return {**summary, "train": rows["train_files"], "val": rows["val_files"],
+            "hiss": float(np.nanmedian(hiss)), "hiss_ceiling": float(np.nanmedian(hiss_ceiling)),
+            "flutter": statistics.median(flutter) if flutter else float("nan"), "smooth_files": len(smooth),
+            "one_onset": one_onset, "generated": len(gen), "length_ratio": gen_decay / file_decay,
+            "file_decay_s": file_decay, "fd": m.frechet_distance(fake, real), "copy_lsd": statistics.median(nearest)}
 
 
-def run_worker(tree: Path, folder: Path, work: Path, epochs: int | None) -> Path:
+def run_worker(tree: Path, folder: Path, work: Path, epochs: int | None, generate: int, duration: float) -> Path:
     out = work / "out"
     cmd = [sys.executable, str(ROOT / "bench" / "_sound_quality_worker.py"), "--folder", str(folder),
-           "--data-dir", str(work / "data"), "--out", str(out)]
+           "--data-dir", str(work / "data"), "--out", str(out), "--generate", str(generate),
+           "--duration", str(duration)]
     if epochs:
         cmd += ["--epochs", str(epochs)]
     env = {**os.environ, "PYTHONPATH": str(tree), "SDA_THREADS": "1"}
@@ -117,29 +125,47 @@ def kit_folder(kit: str, tmp: Path) -> Path:
     return folder
 
 
-def spectrograms(out_dir: Path, dest: Path, label: str) -> None:
-    """sox spectrogram PNGs of the generated sound and of a cymbal's original and reconstruction."""
+def typical_seconds(folder: Path) -> float:
+    """The new model's default length for this folder: the median file length (0.5..10 s)."""
+    import soundfile as sf
+
+    from sda_web.generation.settings import default_duration
+
+    lengths = sorted(sf.info(str(p)).duration for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac"))
+    return default_duration(statistics.median(lengths))
+
+
+def spectrograms(outs: dict, dest: Path, kit: str) -> None:
+    """sox spectrogram PNGs of a kick, a cowbell and a crash: original, baseline, new."""
     if not shutil.which("sox"):
         print("  (sox is not installed: no spectrogram pictures)")
         return
     dest.mkdir(parents=True, exist_ok=True)
-    summary = json.loads((out_dir / "summary.json").read_text())
+    summary = json.loads((outs["new"] / "summary.json").read_text())
     names = summary["val_files"] + summary["train_files"]
-    cymbal = next((n for n in names if any(b in n.lower() for b in BRIGHT)), names[0])
-    pictures = {"generated": out_dir / "generated.wav", "source": Path(summary["dataset_dir"]) / cymbal,
-                "vae": out_dir / f"{cymbal}.vae.wav"}
-    for kind, path in pictures.items():
-        png = dest / f"{label}-{kind}.png"
-        subprocess.run(["sox", str(path), "-n", "remix", "-", "spectrogram", "-x", "600", "-y", "257",
-                        "-z", "90", "-t", f"{label} {kind} ({path.name})", "-o", str(png)], check=False)
-    print(f"  spectrograms: {dest}/{label}-*.png")
+    for label, keys in PICTURES:
+        name = next((n for n in names if any(k in n.lower() for k in keys)), None)
+        if name is None:
+            continue
+        pictures = {"original": Path(summary["dataset_dir"]) / name,
+                    "baseline": outs["old"] / f"{name}.vae.wav", "new": outs["new"] / f"{name}.vae.wav"}
+        for kind, path in pictures.items():
+            png = dest / f"{kit}-{label}-{kind}.png"
+            subprocess.run(["sox", str(path), "-n", "remix", "-", "spectrogram", "-x", "500", "-y", "257",
+                            "-z", "90", "-t", f"{kit} {label} {kind} ({name})", "-o", str(png)], check=False)
+    for side in ("old", "new"):
+        png = dest / f"{kit}-generated-{'baseline' if side == 'old' else 'new'}.png"
+        subprocess.run(["sox", str(outs[side] / "gen-1.wav"), "-n", "spectrogram", "-x", "500", "-y", "257", "-z", "90",
+                        "-t", f"{kit} generated, variation 1, seed 1 ({side})", "-o", str(png)], check=False)
+    print(f"  spectrograms: {dest}/{kit}-*.png")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kits", nargs="+", default=list(DEFAULT_KITS), help="hydrogen kit names, or 'demo'")
     parser.add_argument("--epochs", type=int, default=None, help="override the default epochs (both sides)")
-    parser.add_argument("--baseline", default=BASELINE, help="git revision of the old pipeline")
+    parser.add_argument("--generate", type=int, default=64, help="variations generated per side")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of the baseline")
     parser.add_argument("--spectrograms", type=Path, default=None, help="write sox spectrogram PNGs here")
     args = parser.parse_args()
 
@@ -152,30 +178,39 @@ def main() -> None:
             rows = {}
             for kit in args.kits:
                 folder = kit_folder(kit, tmp)
+                duration = typical_seconds(folder)
+                outs = {}
                 for side, tree in (("old", old_tree), ("new", ROOT)):
-                    print(f"== {kit}: training the {side} pipeline", flush=True)
-                    out = run_worker(tree, folder, tmp / kit / side, args.epochs)
-                    rows[kit, side] = score(out)
-                    if args.spectrograms:
-                        spectrograms(out, args.spectrograms, f"{kit}-{side}")
+                    print(f"== {kit}: training the {side} model", flush=True)
+                    outs[side] = run_worker(tree, folder, tmp / kit / side, args.epochs, args.generate, duration)
+                    rows[kit, side] = score(outs[side])
+                if args.spectrograms:
+                    spectrograms(outs, args.spectrograms, kit)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], check=False)
 
     print()
-    print(f"{'dataset':22}{'pipeline':10}{'rate':>7}{'bands':>6}{'ceiling dB':>11}{'VAE dB':>8}{'>12k kept':>10}"
-          f"{'epoch s':>9}{'preview %':>10}{'gen x RT':>9}")
+    print(f"{'dataset':20}{'model':6}{'ceil tr':>8}{'LSD tr':>7}{'x':>5}{'ceil va':>8}{'LSD va':>7}{'x':>5}"
+          f"{'hiss':>6}{'(inv)':>6}{'flutter':>8}{'1 onset':>8}{'length':>7}{'FD':>7}{'copy':>6}"
+          f"{'epoch s':>8}{'gen xRT':>8}{'tf xRT':>7}{'MB':>6}")
     for kit in args.kits:
         for side in ("old", "new"):
             r = rows[kit, side]
-            preview = 100 * r["preview_s_per_epoch"] / r["epoch_s_mean"]
-            print(f"{kit[:21]:22}{side:10}{r['rate']:>7}{r['bands']:>6}{r['ceiling_lsd']:>11.2f}{r['vae_lsd']:>8.2f}"
-                  f"{r['top_octave']:>10.2f}{r['epoch_s_median']:>9.3f}{preview:>9.1f}%{r['generate_10s_realtime']:>9.1f}")
+            tr, va = r["train"], r["val"]
+            print(f"{kit[:19]:20}{side:6}{tr['ceiling']:>8.2f}{tr['lsd']:>7.2f}{tr['lsd'] / tr['ceiling']:>5.2f}"
+                  f"{va['ceiling']:>8.2f}{va['lsd']:>7.2f}{va['lsd'] / va['ceiling']:>5.2f}"
+                  f"{r['hiss']:>6.1f}{r['hiss_ceiling']:>6.1f}{r['flutter']:>8.2f}"
+                  f"{r['one_onset']:>4}/{r['generated']:<3}{r['length_ratio']:>7.2f}{r['fd']:>7.1f}{r['copy_lsd']:>6.2f}"
+                  f"{r['epoch_s_median']:>8.3f}{r['generate_realtime']:>8.1f}{r['transform_realtime']:>7.1f}"
+                  f"{r['checkpoint_mb']:>6.1f}")
         old, new = rows[kit, "old"], rows[kit, "new"]
-        held = "held-out" if new["bright_held_out"] else "all (none held out)"
-        print(f"{'':22}{'new/old':10}{'':13}{new['ceiling_lsd'] / old['ceiling_lsd']:>11.2f}"
-              f"{new['vae_lsd'] / old['vae_lsd']:>8.2f}{'':10}{new['epoch_s_median'] / old['epoch_s_median']:>9.2f}"
-              f"   ({new['files']} files, {new['epochs']} epochs; top octave over {new['bright_files']} {held} cymbals/hats)")
-    print("\ntargets: ceiling <= 4 dB, VAE <= 6 dB, top octave >= 0.30, epoch <= 1.5x old, previews <= 10%, gen >= 10x")
+        print(f"{'':20}{'new/old epoch time':>26} {new['epoch_s_median'] / old['epoch_s_median']:.2f}"
+              f"   ({new['files']} files, {new['epochs']} epochs, {len(new['train_files'])} trained; "
+              f"variations {new['duration']:g} s; flutter over {new['smooth_files']} smooth hits; "
+              f"files decay in {new['file_decay_s']:.2f} s)")
+    print("\ntargets: LSD train <= 1.2x ceiling, held-out <= 1.35x; hiss within 3 dB of the inverse's; flutter <= 1.5;"
+          " one onset 16/16; length 0.5-2x; FD <= baseline's; copy LSD > ceiling; epoch <= 2x; gen and tf >= 10x RT;"
+          " checkpoint <= 50 MB")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Training speed on the reference workload, side by side with the earlier design's model.
 
-Workload: 20 synthetic files of 2-4 s at 48 kHz (about 58 s of audio), 1-second
-segments, 1 torch thread, default Balanced settings. We run the real
+Workload: 20 synthetic files of 2-4 s at 48 kHz (about 58 s of audio), whole
+sounds, 1 torch thread, default Balanced settings. We run the real
 TrainingRunner for a number of epochs (previews and checkpoints included) and
 report seconds per epoch, steps per second, the share of each epoch spent
 outside forward/backward, peak memory and time to the first step. In the same
 run we time forward+backward of a 2-D conv VAE of 3.7 M parameters (the kind
-of model the earlier implementation trained, 3.1 M there) on the same batches, as the
+of model the earlier implementation trained, 3.1 M there) on batches of 80 mel bands x 96 frames, as the
 reference point.
 
     python bench/train_speed.py [--epochs 20] [--device cpu] [--files 20]
@@ -123,25 +123,20 @@ def main() -> None:
         previews = sum(t["preview_s"] for t in timings) / len(timings)
         steps_per_epoch = steps[0]
 
-        from sda_web.audio.features import MelSpec
-        from sda_web.training.data import SegmentBank, compute_log_features, feature_stats, segment_frames
-
-        spec = MelSpec()  # the reference model's input: 80 mel bands, as the earlier design had
-        mels = compute_log_features(sorted((tmp / "data/datasets/reference/audio").iterdir())[:4], spec)
-        bank = SegmentBank(mels, feature_stats(mels), spec, segment_frames(spec, 1.0), torch.device("cpu"))
-        batch = bank.gather(bank.random_positions(torch.Generator().manual_seed(0))[: config.batch_size])
+        # The reference model's input: 80 mel bands of 1-s segments, as the earlier design had.
+        batch = torch.randn(config.batch_size, 80, 96, generator=torch.Generator().manual_seed(0))
         ref_ms, ref_params = reference_model_ms_per_step(batch)
 
-    from sda_web.model import ConvVAE, ModelShape
-
     from sda_web.audio.features import default_spec
+    from sda_web.model import SoundShape, SoundVAE
 
-    ours_params = sum(p.numel() for p in ConvVAE(ModelShape(default_spec().n_bands, 96, config.latent_dim, config.width,
-                                                            0.0)).parameters())
+    spec = default_spec()
+    ours_params = sum(p.numel() for p in SoundVAE(SoundShape(spec.n_bands, 144, config.latent_dim, config.local_dim,
+                                                             config.width, 0.0, 0.0107)).parameters())
     ours_ms = compute / max(1, steps_per_epoch) * 1000
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the training process
 
-    print(f"workload: {args.files} files, {seconds:.1f} s at 48 kHz, 1-s segments, batch {config.batch_size}, "
+    print(f"workload: {args.files} files, {seconds:.1f} s at 48 kHz, whole sounds, batch {config.batch_size}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}, {len(timings)} timed epochs")
     print(f"{'':34}{'sda-web':>12}{'earlier 2-D VAE':>18}")
     print(f"{'parameters':34}{ours_params / 1e6:>11.2f}M{ref_params / 1e6:>17.2f}M")

@@ -78,7 +78,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     generate = sub.add_parser("generate", help="make new sounds with a trained model")
     generate.add_argument("model", help='a model name or id (see `sda models`), or "latest"')
-    generate.add_argument("--duration", type=float, default=4.0, help="seconds per sound (0.1 to 60; default 4)")
+    generate.add_argument("--duration", type=float, default=None,
+                          help="seconds per sound (0.1 to 60; default: the typical length of the model's sounds)")
     generate.add_argument("--seed", type=int, help="same seed and settings -> the same sounds (default: random)")
     generate.add_argument("-n", "--variations", type=int, default=1, help="how many variations (1 to 8)")
     generate.add_argument("--control", action="append", default=[], metavar="LABEL=VALUE",
@@ -175,8 +176,10 @@ def _cmd_train(args) -> int:
     events: queue.Queue = queue.Queue()
     if args.resume:
         from .library.models import is_imported
+        from .training.runs import is_segment_run
 
-        run = next((r for r in list_runs(data_dir, manifest.name) if r.has_checkpoint and not is_imported(r.run_dir)),
+        run = next((r for r in list_runs(data_dir, manifest.name) if r.has_checkpoint and not is_imported(r.run_dir)
+                    and not is_segment_run(r.run_dir)),
                    None)
         if run is None:
             raise DatasetError(f"Dataset {manifest.name!r} has no run with a checkpoint to resume; train without --resume first.")
@@ -209,7 +212,8 @@ def _cmd_generate(args) -> int:
     import random
 
     from .generation.export import AudioFormat, write_audio
-    from .library import SoundRequest, generate_sounds, render, validate_request
+    from .generation.settings import DEFAULT_DURATION_S
+    from .library import ModelError, SoundRequest, generate_sounds, render, resolve_model, validate_request
     from .library.sounds import sound_file_name
 
     data_dir = resolve_data_dir(args.data_dir)
@@ -219,11 +223,19 @@ def _cmd_generate(args) -> int:
         file_a, file_b, amount = args.blend
         amount = _parse_number(amount, "--blend AMOUNT")
         blend = (_blend_end(data_dir, args.model, file_a), _blend_end(data_dir, args.model, file_b), amount)
-    request = SoundRequest(model=args.model, seed=seed, variations=args.variations, duration_s=args.duration,
+    duration = args.duration
+    if duration is None:  # what suits the model's sounds (a kit of one-shots: about one hit)
+        try:
+            duration = resolve_model(data_dir, args.model).default_duration_s
+        except ModelError:
+            duration = DEFAULT_DURATION_S  # validate_request says what is wrong with the model
+    request = SoundRequest(model=args.model, seed=seed, variations=args.variations, duration_s=duration,
                            controls=_parse_controls(args.control), variation_amount=args.variation_amount, blend=blend,
                            format=args.format, bits=args.bits, rate=args.rate)
     model, request = validate_request(data_dir, request)  # clear errors before any model is loaded
-    print(f"Generating {request.variations} x {request.duration_s:g} s with model {model.name!r} (seed {seed}).",
+    why = "" if args.duration is not None else (
+        " (the typical length of its sounds; --duration sets another)" if model.typical_seconds else "")
+    print(f"Generating {request.variations} x {request.duration_s:g} s{why} with model {model.name!r} (seed {seed}).",
           file=sys.stderr)
     if args.out is None:
         for sound in generate_sounds(data_dir, request, device=args.device):

@@ -67,3 +67,15 @@ def seam_jump_ratio(wave: np.ndarray, seams: list[int], guard: int = 24) -> floa
     for s in seams:
         elsewhere[max(0, s - guard):s + guard] = False
     return float(at_seams / max(np.percentile(jumps[elsewhere], 99.9), 1e-12))
+
+
+def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, floor_db: float = 80.0) -> float:
+    """Mean over frames of the RMS dB difference of the power spectra (n_fft 2048, hop 512), both
+    floored `floor_db` below the reference's peak (as bench/_sound_metrics.py measures)."""
+    n = min(len(reference), len(estimate))
+    window = torch.hann_window(2048)
+    spectra = [torch.stft(torch.as_tensor(np.asarray(x[:n]), dtype=torch.float32), 2048, 512, window=window,
+                          return_complex=True).abs().square() for x in (reference, estimate)]
+    floor = spectra[0].max() * 10 ** (-floor_db / 10)
+    ref_db, est_db = (10 * torch.log10(s.clamp(min=floor)) for s in spectra)
+    return float((ref_db - est_db).square().mean(dim=0).sqrt().mean())

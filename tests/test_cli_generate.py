@@ -56,6 +56,19 @@ def test_generate_writes_the_files_and_prints_their_paths(data, tmp_path):
         assert np.array_equal(sf.read(path, dtype="int32")[0], samples)
 
 
+def test_generate_defaults_the_length_to_the_models_sounds_and_says_so(data, tmp_path, capsys):
+    from sda_web.library import list_models
+
+    model = list_models(data)[0]
+    assert model.typical_seconds and model.default_duration_s == round(model.typical_seconds, 1)
+    assert main(["generate", "latest", "--seed", "3", "--out", str(tmp_path), "--data-dir", str(data)]) == 0
+    said = capsys.readouterr().err
+    assert f"1 x {model.default_duration_s:g} s (the typical length of its sounds; --duration sets another)" in said
+    (path,) = tmp_path.glob("*.wav")
+    info = sf.info(str(path))
+    assert info.frames == round(model.default_duration_s * info.samplerate)
+
+
 def test_generate_without_out_keeps_the_sounds_in_the_library(data, capsys):
     assert main(["generate", "latest", "--duration", "0.5", "--seed", "1", "--data-dir", str(data)]) == 0
     (path,) = capsys.readouterr().out.split()

@@ -102,26 +102,27 @@ def test_brightness_control_raises_the_spectral_centroid_of_the_output(model, an
     assert up > 1.3 * middle and up > 1.3 * down, (down, middle, up)
 
 
-def test_long_sounds_have_no_discontinuity_at_the_seams(model, analysis):
-    wave = synth.generate(model, analysis, seed=2, duration_s=8.0, variation_amount=1.0)[0]
-    spec = model.spec
-    frames_needed = math.ceil(len(wave) / spec.hop_length) + 1
-    count, hop = synth.segment_layout(frames_needed, model.frames)
-    assert count >= 14  # 8 s of 1-s segments at half-segment hops
-    # Segment k starts (and k - 2 ends) at k * hop frames; segment k - 1 starts fading out there.
-    seams = [k * hop * spec.hop_length for k in range(1, count) if k * hop * spec.hop_length < len(wave) - 32]
-    ratio = seam_jump_ratio(wave, seams)
-    assert ratio < 1.0, f"a jump at a seam is {ratio:.2f}x the 99.9th percentile of the rest"
-    # The measure does see a click: a step of half the peak at one seam. (Generated sounds
-    # are rich in highs, so ordinary sample-to-sample jumps reach ~15% of the peak.)
+def test_long_sounds_have_no_discontinuity_where_the_path_turns(model, analysis):
+    """A long sound is decoded in one pass; where its latent path passes a key (every
+    KEY_SECONDS after the first) nothing jumps. Measured on the variation that keeps sounding
+    longest (the demo set has textures as well as one-shots)."""
+    rate = model.spec.sample_rate
+    waves = synth.generate(model, analysis, seed=2, variations=6, duration_s=8.0, variation_amount=1.0)
+    wave = max(waves, key=lambda w: float(np.square(w[4 * rate:]).mean()))
+    keys = [round(k * synth.KEY_SECONDS * rate) for k in (1, 2, 3)]
+    ratio = seam_jump_ratio(wave, keys)  # 12 samples against the 99.9th percentile: chance alone reaches ~1.3
+    assert ratio < 2.0, f"a jump where the path turns is {ratio:.2f}x the 99.9th percentile of the rest"
+    # The measure does see a click: a step of a few ordinary large jumps at one of them.
     clicked = wave.copy()
-    clicked[seams[len(seams) // 2]:] += 0.5 * np.abs(wave).max()
-    assert seam_jump_ratio(clicked, seams) > 1.5
+    clicked[keys[1]:] += 4 * np.percentile(np.abs(np.diff(wave)), 99.9)
+    assert seam_jump_ratio(clicked, keys) > 3.0
 
 
-def test_crossfades_sum_to_one():
-    flat = torch.full((5, 3, 96), 2.0)  # five identical segments of log-mel 2
-    joined = synth.overlap_add(flat, 48)
+def test_segment_models_crossfades_sum_to_one():
+    from sda_web.generation.segments import overlap_add
+
+    flat = torch.full((5, 3, 96), 2.0)  # five identical segments of log features 2
+    joined = overlap_add(flat, 48)
     assert joined.shape == (3, 4 * 48 + 96)
     assert torch.allclose(joined, torch.tensor(2.0), atol=1e-5)
 

@@ -83,7 +83,7 @@ def test_names_stay_unambiguous(data, model_id):
 
 
 def test_export_is_one_file_that_holds_a_usable_model(data, model_id, tmp_path):
-    from sda_web.model import ConvVAE, ModelShape
+    from sda_web.model import build_model
 
     path = export_model(data, model_id, tmp_path / "model.zip")
     with zipfile.ZipFile(path) as archive:
@@ -91,7 +91,7 @@ def test_export_is_one_file_that_holds_a_usable_model(data, model_id, tmp_path):
         assert {"model.pt", "analysis.json", "config.json", "features.json", "run.json", "README.txt"} <= names
         payload = torch.load(io.BytesIO(archive.read("model.pt")), weights_only=False)
         analysis = json.loads(archive.read("analysis.json"))
-    model = ConvVAE(ModelShape.from_dict(payload["model_shape"]))
+    _, model = build_model(payload["model_shape"])
     model.load_state_dict(payload["model"])
     assert "trainer" not in payload and payload["feature_spec"]["sample_rate"] == 48000
     assert [c["label"] for c in analysis["controls"]] == list(list_models(data)[0].controls)

@@ -96,7 +96,7 @@ def test_second_start_while_running_is_refused(data_dir, dataset, event_log):
 def test_nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint(data_dir, dataset, event_log, monkeypatch):
     import sda_web.training.trainer as trainer_module
 
-    real_loss = trainer_module.vae_loss
+    real_loss = trainer_module.sound_vae_loss
     calls = {"n": 0}
 
     def loss_that_explodes(*args, **kwargs):
@@ -106,7 +106,7 @@ def test_nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint(data_dir, dat
             return result._replace(total=result.total * float("nan"))
         return result
 
-    monkeypatch.setattr(trainer_module, "vae_loss", loss_that_explodes)
+    monkeypatch.setattr(trainer_module, "sound_vae_loss", loss_that_explodes)
     runner = TrainingRunner(data_dir, in_process=True)  # the patch must reach the engine
     run_id = runner.start("tones", tiny_config(epochs=20, checkpoint_every=3), event_log)
     done = event_log.wait_for(finished)

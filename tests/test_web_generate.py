@@ -83,6 +83,14 @@ def test_the_form_has_a_labelled_slider_per_sound_control(client, model):
     assert "brightness" in analysis.labels
 
 
+def test_the_form_starts_at_the_length_that_suits_the_models_sounds(client, model):
+    page = client.get("/generate").text
+    seconds = f"{model.default_duration_s:g}"
+    assert re.search(rf'<input id="g-duration" name="duration_s"[^>]* value="{re.escape(seconds)}"', page)
+    assert (f"{seconds} s suits this model: its sounds are typically {model.typical_seconds:.1f} s long."
+            in page)
+
+
 def test_generate_via_the_form_redirects_to_players_and_files(client, data, model):
     before = len(list_sounds(data))
     r = client.post("/generate", data=form(model), follow_redirects=False)

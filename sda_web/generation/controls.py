@@ -1,10 +1,11 @@
 """Sound controls: the directions in a model's latent space that matter for its
 own material, named after the audio feature each one moves.
 
-After training, every file of the run's dataset is cut into segments of the
-model's length (hop: half a segment; at most 32 per file, evenly spaced) and
-encoded to its posterior mean. PCA of
-those means gives the directions along which the dataset actually varies; the
+After training, every file of the run's dataset is encoded to its global
+latent (the model of whole sounds: one point per sound, plus later windows of
+long sounds when the set has few files; a segment model of earlier runs:
+segments at half-segment hops, at most 32 per file). PCA of
+those latents gives the directions along which the dataset actually varies; the
 components that explain a meaningful share of the variance (>= 5%, at least 2,
 at most 8) become sliders. Each is named by what it does to the sound the
 *decoder* makes, since that is what a musician hears: from the mean latents of
@@ -50,6 +51,7 @@ MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
 MIN_MONOTONE_RHO = 0.9  # a component is named only if the decoded sound's feature follows it this monotonically
 ENCODE_BATCH = 64
 MAX_SEGMENTS_PER_FILE = 32  # evenly spaced: a 10-minute file does not outweigh (or outlast) the rest
+FEW_FILES = 16  # a whole-sound model of fewer files also takes later windows of them as points
 
 Progress = Callable[[int, int], None]
 
@@ -109,9 +111,12 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
             wave = torch.from_numpy(load_mono(path, spec.sample_rate))
         except (AudioRejected, OSError):  # gone or damaged since training: analyse the rest
             continue
-        segments = _segments(log_features(wave, spec), frames, spec)  # (n, n_bands, frames)
-        mu = torch.cat([model.model.encode(model.stats.normalise(chunk).to(model.device))[0].float().cpu()
-                        for chunk in segments.split(ENCODE_BATCH)])
+        if model.whole_sounds:
+            mu, segments = _sound_points(model, wave, extra_windows=len(files) < FEW_FILES)
+        else:
+            segments = _segments(log_features(wave, spec), frames, spec)  # (n, n_bands, frames)
+            mu = torch.cat([model.model.encode(model.stats.normalise(chunk).to(model.device))[0].float().cpu()
+                            for chunk in segments.split(ENCODE_BATCH)])
         latents.append(mu.double())
         feats.append(segment_features(segments, spec))
         owners += [len(names)] * len(mu)
@@ -126,10 +131,12 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
     owners_t = torch.tensor(owners)
     mean = z.mean(dim=0)
     basis, basis_std, explained = _pca(z - mean)
-    file_means = [z[owners_t == i].mean(dim=0) for i in sorted(range(len(names)), key=lambda i: names[i])]
+    # A file's own latent: its sound from the start (whole-sound model), the mean of its segments (segment model).
+    own = [latents[i][0] if model.whole_sounds else latents[i].mean(dim=0) for i in range(len(names))]
+    file_means = [own[i] for i in sorted(range(len(names)), key=lambda i: names[i])]
     starts = sweep_starts(mean, basis, basis_std, file_means)
     controls = _label_controls(model, mean, basis, basis_std, explained, starts)
-    file_latents = {name: tuple(z[owners_t == i].mean(dim=0).tolist()) for i, name in enumerate(names)}
+    file_latents = {name: tuple(own[i].tolist()) for i, name in enumerate(names)}
     summary = {k: {"unit": FEATURE_UNITS[k], "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
                for k, v in features.items()}
     if progress:
@@ -142,6 +149,30 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), seconds=time.perf_counter() - started,
     )
     return analysis.rounded()  # exactly what analysis.json will hold
+
+
+def _sound_points(model: TrainedModel, wave: torch.Tensor, extra_windows: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A file's latents for the PCA: the sound from its start and, for a set of few files (a
+    drone or two), also the sound as if it started a head, two heads... later (at most
+    MAX_SEGMENTS_PER_FILE), so its variety has points too. Returns ((n, latent), the log features
+    of each such head (n, n_bands, frames))."""
+    spec, frames = model.spec, model.frames
+    hop_samples = frames * spec.hop_length
+    starts = [0]
+    if extra_windows:
+        starts += list(range(hop_samples, max(0, len(wave) - hop_samples) + 1, hop_samples))[:MAX_SEGMENTS_PER_FILE - 1]
+    span = 2 * hop_samples
+    mu = torch.stack([model.encode(wave[s:s + span]).mean().float() for s in starts])
+    feats = log_features(wave, spec)
+    heads = torch.stack([_head(feats, s // spec.hop_length, frames, spec) for s in starts])
+    return mu, heads
+
+
+def _head(feats: torch.Tensor, start: int, frames: int, spec: FeatureSpec) -> torch.Tensor:
+    part = feats[:, start:start + frames]
+    if part.shape[1] < frames:
+        part = torch.cat([part, torch.full((feats.shape[0], frames - part.shape[1]), math.log(spec.log_floor))], dim=1)
+    return part
 
 
 def _segments(mel: torch.Tensor, frames: int, spec: FeatureSpec) -> torch.Tensor:

@@ -2,6 +2,15 @@
 
 The feature parameters and normalisation stats travel inside the checkpoint, so a
 model can never be decoded with features other than those it was trained on.
+
+Two kinds of model load here, behind one interface that generation, transform
+and the sound controls use:
+- the model of whole sounds (`SoundVAE`, every run since it came): a sound is
+  one global latent plus local detail along time; a "latent path" holds the
+  global latent at every local step (constant for a plain reconstruction,
+  drifting for a long generated sound);
+- the segment model of earlier runs (`ConvVAE`): a path holds one latent per
+  segment at half-segment hops, crossfaded (`segments.py`).
 """
 from __future__ import annotations
 
@@ -12,57 +21,144 @@ from pathlib import Path
 import torch
 
 from ..audio.features import FeatureSpec, checkpoint_spec, log_features
-from ..model import ConvVAE, ModelShape
+from ..model import ConvVAE, ModelShape, SoundShape, SoundVAE, build_model
+from ..model.sound_vae import STRIDE, padded_length
 from ..training.checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, load_checkpoint, model_state
-from ..training.data import FeatureStats
+from ..training.data import FeatureStats, tail_frames
+from .segments import overlap_add, segment_layout, segment_windows
+from .settings import default_duration
+
+
+@dataclass
+class SoundCode:
+    """A sound encoded: its latent path (count, latent) and, for the model of whole sounds, the
+    local detail (local_dim, steps) that goes with it (None for a segment model)."""
+    path: torch.Tensor
+    detail: torch.Tensor | None
+
+    def mean(self) -> torch.Tensor:
+        return self.path.double().mean(dim=0)
 
 
 @dataclass
 class TrainedModel:
-    model: ConvVAE
+    model: ConvVAE | SoundVAE
     spec: FeatureSpec
     stats: FeatureStats
-    shape: ModelShape
+    shape: ModelShape | SoundShape
     epoch: int
     device: torch.device
+    typical_seconds: float | None = None  # median length of the sounds it learnt from
     makeup_gains: dict = field(default_factory=dict)  # generation's level, computed once (synth.makeup_gain)
 
     @property
+    def whole_sounds(self) -> bool:
+        return isinstance(self.shape, SoundShape)
+
+    @property
     def frames(self) -> int:
+        """The head (whole-sound model) or segment (segment model) length, in frames."""
         return self.shape.frames
 
-    @torch.no_grad()
-    def path_latents(self, wave: torch.Tensor) -> torch.Tensor:
-        """A whole mono waveform (samples,) -> posterior means (count, latent) of its segments at
-        half-segment hops, laid out as synth.render_latents decodes them for len(wave) samples
-        (the tail padded with silence, as in training). On the CPU, float32; one batch."""
-        from .synth import segment_layout  # (synth imports this module)
+    @property
+    def latent_dim(self) -> int:
+        return self.shape.latent_dim
 
-        frames_needed = math.ceil(int(wave.shape[-1]) / self.spec.hop_length) + 1
-        count, hop = segment_layout(frames_needed, self.frames)
+    @property
+    def silence(self) -> float:
+        return float(self.stats.normalise(torch.tensor(math.log(self.spec.log_floor))))
+
+    def frames_for(self, samples: int) -> int:
+        """Feature frames that cover `samples` samples (centred frames)."""
+        return math.ceil(int(samples) / self.spec.hop_length) + 1
+
+    def path_length(self, samples: int) -> int:
+        """How many latents a path for `samples` samples holds."""
+        frames = self.frames_for(samples)
+        if self.whole_sounds:
+            return padded_length(frames) // STRIDE
+        return segment_layout(frames, self.frames)[0]
+
+    @property
+    def path_step_seconds(self) -> float:
+        step = STRIDE if self.whole_sounds else self.frames // 2
+        return step * self.spec.hop_length / self.spec.sample_rate
+
+    def default_seconds(self) -> float:
+        """A generated sound's length when none is asked for (`settings.default_duration`)."""
+        return default_duration(self.typical_seconds)
+
+    # -- encoding -------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, wave: torch.Tensor) -> SoundCode:
+        """A whole mono waveform (samples,) -> its code, laid out as `decode` takes it for len(wave)
+        samples. On the CPU, float32; one pass."""
+        samples = int(wave.shape[-1])
         feats = self.stats.normalise(log_features(wave, self.spec))
-        silence = float(self.stats.normalise(torch.tensor(math.log(self.spec.log_floor))))
-        padded = torch.full((feats.shape[0], (count - 1) * hop + self.frames), silence)
-        used = min(feats.shape[-1], padded.shape[-1])
-        padded[:, :used] = feats[:, :used]
-        segments = padded.unfold(1, self.frames, hop).permute(1, 0, 2)  # (count, n_bands, frames)
-        mu, _ = self.model.encode(segments.contiguous().to(self.device))
-        return mu.float().cpu()
+        if not self.whole_sounds:
+            count, hop = segment_layout(self.frames_for(samples), self.frames)
+            segments = segment_windows(feats, self.frames, count, hop, self.silence)
+            mu, _ = self.model.encode(segments.to(self.device))
+            return SoundCode(mu.float().cpu(), None)
+        length = feats.shape[-1]
+        total = max(padded_length(length + tail_frames(length)), self.path_length(samples) * STRIDE)
+        x = torch.full((feats.shape[0], total), self.silence)
+        x[:, :length] = feats
+        head_steps = torch.tensor([min(padded_length(length + tail_frames(length)), self.frames) // STRIDE])
+        mu_g, _, mu_u, _ = self.model.encode(x[None].to(self.device), head_steps.to(self.device))
+        count = self.path_length(samples)
+        return SoundCode(mu_g.float().cpu().expand(count, -1).contiguous(), mu_u[0, :, :count].float().cpu())
+
+    @torch.no_grad()
+    def encode_sounds(self, waves: list[torch.Tensor]) -> torch.Tensor:
+        """(n, latent) float64: each sound's own latent (the mean of its path)."""
+        return torch.stack([self.encode(w).mean() for w in waves])
+
+    # -- decoding -------------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(self, path: torch.Tensor, samples: int, detail: torch.Tensor | None = None) -> torch.Tensor:
+        """A latent path (count, latent) -> denormalised log features (n_bands, frames_for(samples)),
+        float32 on the CPU. `detail`: the local detail to decode with (whole-sound model; None:
+        the prior's mean given the path, what a new sound is made of)."""
+        frames = self.frames_for(samples)
+        if not self.whole_sounds:
+            _, hop = segment_layout(frames, self.frames)
+            segments = self.stats.denormalise(self.model.decode(path.to(self.device))).float()
+            return overlap_add(segments, hop)[:, :frames].cpu()
+        steps = path.shape[0]
+        z = path.T[None].to(self.device)  # (1, latent, steps)
+        u = torch.zeros(1, self.shape.local_dim, steps, device=self.device)
+        if detail is not None:
+            used = min(steps, detail.shape[-1])
+            u[0, :, :used] = detail[:, :used].to(self.device)
+        out = self.model.decode(z, u, self.model.time(1, steps * STRIDE, device=self.device))
+        return self.stats.denormalise(out[0, :, :frames]).float().cpu()
 
     @torch.no_grad()
     def decode_segments(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (n, latent) -> log-feature segments (n, n_bands, frames), on the CPU."""
-        return self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
+        """Latents (n, latent) -> log features (n, n_bands, frames) of the sound each makes over
+        the model's head (or segment) length, on the CPU: what the sound controls measure."""
+        if not self.whole_sounds:
+            return self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
+        steps = self.frames // STRIDE
+        u = torch.zeros(z.shape[0], self.shape.local_dim, steps, device=self.device)
+        out = self.model.decode(z.to(self.device), u, self.model.time(z.shape[0], self.frames, device=self.device))
+        return self.stats.denormalise(out).float().cpu()
 
     @torch.no_grad()
     def reconstruct(self, wave: torch.Tensor, n_iter: int | None = None) -> torch.Tensor:
-        """The model's plain reconstruction of a whole mono waveform, as long as it: segments at
-        half-segment hops encoded, decoded and crossfaded (what a transform with nothing moved
-        makes, before its level match)."""
-        from .synth import render_latents  # (synth imports this module)
+        """The model's plain reconstruction of a whole mono waveform, as long as it (what a
+        transform with nothing moved makes, before its level match)."""
+        from ..audio.inverse import griffin_lim
+        from ..audio.features import features_to_power
 
         iters = self.spec.griffin_lim_iters if n_iter is None else int(n_iter)
-        return torch.from_numpy(render_latents(self, self.path_latents(wave), int(wave.shape[-1]), iters))
+        samples = int(wave.shape[-1])
+        code = self.encode(wave)
+        feats = self.decode(code.path, samples, code.detail)
+        return griffin_lim(features_to_power(feats, self.spec), self.spec, iters)[:samples]
 
 
 def load_trained_model(run_dir: Path, which: str = "best", device: str | torch.device = "cpu") -> TrainedModel:
@@ -72,9 +168,15 @@ def load_trained_model(run_dir: Path, which: str = "best", device: str | torch.d
         raise CheckpointError(f"Run {run_dir.name} has no checkpoint yet; train it for at least one epoch.")
     device = torch.device(device)
     payload = load_checkpoint(path, map_location=device)
-    shape = ModelShape.from_dict(payload["model_shape"])
-    model = ConvVAE(shape).to(device)
+    return model_from_payload(payload, device)
+
+
+def model_from_payload(payload: dict, device: torch.device) -> TrainedModel:
+    """A TrainedModel from a checkpoint's payload (either kind of model)."""
+    shape, model = build_model(payload["model_shape"])
+    model = model.to(device)
     model.load_state_dict(model_state(payload))
     model.eval()
+    typical = payload.get("typical_seconds")
     return TrainedModel(model, checkpoint_spec(payload), FeatureStats(**payload["feature_stats"]),
-                        shape, int(payload["epoch"]), device)
+                        shape, int(payload["epoch"]), device, float(typical) if typical else None)

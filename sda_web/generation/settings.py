@@ -23,6 +23,17 @@ MAX_SEED = 2**32 - 1
 GENERATION_GL_ITERS = 24
 
 
+DEFAULT_DURATION_S = 2.0  # for a model that does not know its sounds' typical length (segment models)
+
+
+def default_duration(typical_seconds: float | None) -> float:
+    """A generated sound's length when none is asked for: the typical (median) length of the
+    model's own sounds, so a kit of one-shots makes about one hit; within 0.5..10 s."""
+    if not typical_seconds or not math.isfinite(typical_seconds):
+        return DEFAULT_DURATION_S
+    return round(min(10.0, max(0.5, float(typical_seconds))), 1)
+
+
 class GenerationError(ValueError):
     """A generation parameter is out of range or unknown; the message says which and why."""
 

@@ -1,17 +1,20 @@
-"""New sounds from a trained model: a latent path, decoded segment by segment,
-crossfaded as band spectra and turned into one waveform.
+"""New sounds from a trained model: a latent path, decoded and turned into one waveform.
 
 1. Where to start: the dataset's mean latent, or a blend of two of its files
-   (slerp of their mean latents about the dataset mean), moved by the sliders
+   (slerp of their latents about the dataset mean), moved by the sliders
    (each in standard deviations of its component's scores).
 2. How much to wander: every variation draws "key" offsets from the dataset's
    own latent distribution (its PCA, each component at its own spread) times
-   the variation amount; one key every KEY_SPACING segments (about 2 s), eased
-   between keys by a norm-preserving slerp, so long sounds drift slowly.
-3. Segments of the model's length are decoded at a hop of half a segment and
-   overlap-added as band *power* with sin^2/cos^2 crossfades that sum to one.
-4. One Griffin-Lim pass over the whole spectrogram (`audio.inverse`): its phase
-   is consistent across the former seams, so there is nothing to click.
+   the variation amount, one key every KEY_SECONDS (about 2 s), eased between
+   keys by a norm-preserving slerp, so long sounds drift slowly. For the model
+   of whole sounds the first key holds for the first KEY_SECONDS: a one-shot
+   is one sound, not a sound that changes its mind half way.
+3. Decoding (`TrainedModel.decode`): the model of whole sounds decodes the
+   whole path in one pass, its local detail drawn at the prior's mean given the
+   path and the time since the onset, so a variation starts with one onset and
+   decays as the material does; a segment model (earlier runs) decodes
+   segments at half-segment hops crossfaded as band power.
+4. One Griffin-Lim pass over the whole spectrogram (`audio.inverse`).
 
 Randomness comes only from numpy's PCG64 seeded with (seed, variation index):
 the same parameters give the same samples, bit for bit, on the same machine,
@@ -43,7 +46,7 @@ REFERENCE_PEAK = 0.5
 REFERENCE_FILES = 6
 MAX_MAKEUP = 100.0
 FADE_IN_S, FADE_OUT_S = 0.002, 0.010  # the first and last samples start and end at zero
-KEY_SPACING = 4  # segments between key latents: 4 hops of half a 1.02 s segment ~ 2 s
+KEY_SECONDS = 2.0  # between key latents of a wandering path
 
 Progress = Callable[[int, int], None]
 
@@ -51,14 +54,14 @@ Progress = Callable[[int, int], None]
 @dataclass
 class SynthTimings:
     """Where generation time goes (seconds, summed over variations)."""
-    model_s: float = 0.0  # latent path + decoding segments + overlap-add
-    mel_inverse_s: float = 0.0  # band log power -> linear STFT power
+    model_s: float = 0.0  # latent path + decoding
+    band_inverse_s: float = 0.0  # band log power -> linear STFT power
     griffin_lim_s: float = 0.0
     audio_s: float = 0.0  # seconds of audio made
 
     @property
     def total_s(self) -> float:
-        return self.model_s + self.mel_inverse_s + self.griffin_lim_s
+        return self.model_s + self.band_inverse_s + self.griffin_lim_s
 
     @property
     def realtime_factor(self) -> float:
@@ -66,10 +69,12 @@ class SynthTimings:
 
 
 def generate(model: TrainedModel, analysis: LatentAnalysis | None, *, seed: int, variations: int = 1,
-             duration_s: float = 2.0, controls: dict[str, float] | None = None, variation_amount: float = 1.0,
+             duration_s: float | None = None, controls: dict[str, float] | None = None, variation_amount: float = 1.0,
              blend: Blend | tuple[str, str, float] | None = None, gl_iters: int = GENERATION_GL_ITERS,
              progress: Progress | None = None, timings: SynthTimings | None = None) -> list[np.ndarray]:
-    """`variations` float32 mono waves at model.spec.sample_rate, each round(duration_s * rate) long."""
+    """`variations` float32 mono waves at model.spec.sample_rate, each round(duration_s * rate) long
+    (duration_s None: the model's own default, `TrainedModel.default_seconds`)."""
+    duration_s = model.default_seconds() if duration_s is None else duration_s
     if blend is not None and not isinstance(blend, Blend):
         blend = Blend(*blend)
     settings = GenerationSettings(seed=seed, variations=variations, duration_s=duration_s,
@@ -91,11 +96,8 @@ def generate_variation(model: TrainedModel, analysis: LatentAnalysis | None, set
     timings = timings if timings is not None else SynthTimings()
     spec = model.spec
     samples = int(round(settings.duration_s * spec.sample_rate))
-    frames_needed = math.ceil(samples / spec.hop_length) + 1
-    count, _ = segment_layout(frames_needed, model.frames)
-
     t0 = time.perf_counter()
-    z = torch.from_numpy(latent_path(model, analysis, settings, index, count))
+    z = torch.from_numpy(latent_path(model, analysis, settings, index, model.path_length(samples)))
     timings.model_s += time.perf_counter() - t0
     wave = render_latents(model, z, samples, settings.gl_iters, timings)
     return _finish(wave * np.float32(makeup_gain(model, analysis)), samples, spec.sample_rate)
@@ -103,26 +105,22 @@ def generate_variation(model: TrainedModel, analysis: LatentAnalysis | None, set
 
 @torch.no_grad()
 def render_latents(model: TrainedModel, z: torch.Tensor, samples: int, gl_iters: int,
-                   timings: SynthTimings | None = None) -> np.ndarray:
-    """Latents -> sound: the (count, latent_dim) path of segments at half-segment hops (as
-    `segment_layout` lays them out for `samples`) decoded, overlap-added, inverted and trimmed
-    to `samples` float32 samples at the model's rate; before make-up gain and fades.
-    Generation and transform both come through here."""
+                   timings: SynthTimings | None = None, detail: torch.Tensor | None = None) -> np.ndarray:
+    """Latents -> sound: a (model.path_length(samples), latent_dim) path decoded (with the local
+    `detail` of a sound being transformed, if any), inverted and trimmed to `samples` float32
+    samples at the model's rate; before make-up gain and fades. Generation and transform both
+    come through here."""
     timings = timings if timings is not None else SynthTimings()
     spec = model.spec
-    frames_needed = math.ceil(samples / spec.hop_length) + 1
-    _, hop = segment_layout(frames_needed, model.frames)
-    device = model.device
     t0 = time.perf_counter()
-    segments = model.stats.denormalise(model.model.decode(z.to(device))).float()  # (count, n_bands, frames)
-    log_feats = overlap_add(segments, hop)[:, :frames_needed]
-    t1 = _synced(device)
+    log_feats = model.decode(z, samples, detail)
+    t1 = _synced(model.device)
     power = features_to_power(log_feats, spec)
-    t2 = _synced(device)
+    t2 = _synced(model.device)
     wave = griffin_lim(power, spec, gl_iters)[:samples].cpu().numpy().astype(np.float32)
     t3 = time.perf_counter()
     timings.model_s += t1 - t0
-    timings.mel_inverse_s += t2 - t1
+    timings.band_inverse_s += t2 - t1
     timings.griffin_lim_s += t3 - t2
     timings.audio_s += samples / spec.sample_rate
     return wave
@@ -139,8 +137,8 @@ def makeup_gain(model: TrainedModel, analysis: LatentAnalysis | None) -> float:
         names = sorted(analysis.file_latents)[:REFERENCE_FILES]
         latents = np.asarray([analysis.file_latents[n] for n in names], dtype=np.float32)
     else:
-        latents = np.zeros((1, model.shape.latent_dim), np.float32)
-    log_feats = model.stats.denormalise(model.model.decode(torch.from_numpy(latents).to(model.device))).float()
+        latents = np.zeros((1, model.latent_dim), np.float32)
+    log_feats = model.decode_segments(torch.from_numpy(latents))
     peaks = [float(wave.abs().max()) for wave in features_to_wave(log_feats, model.spec, GENERATION_GL_ITERS)]
     peak = float(np.median(peaks))
     gain = float(min(MAX_MAKEUP, max(1.0, REFERENCE_PEAK / peak))) if peak > 0 else 1.0
@@ -148,18 +146,10 @@ def makeup_gain(model: TrainedModel, analysis: LatentAnalysis | None) -> float:
     return gain
 
 
-def segment_layout(frames_needed: int, segment: int) -> tuple[int, int]:
-    """(segments, hop in frames) covering `frames_needed` mel frames at half-segment hops."""
-    hop = segment // 2
-    if frames_needed <= segment:
-        return 1, hop
-    return math.ceil((frames_needed - segment) / hop) + 1, hop
-
-
 def latent_path(model: TrainedModel, analysis: LatentAnalysis | None, settings: GenerationSettings, index: int,
                 count: int) -> np.ndarray:
-    """(count, latent_dim) float32 latents, one per segment."""
-    latent_dim = model.shape.latent_dim
+    """(count, latent_dim) float32 latents, one per step of the model's path."""
+    latent_dim = model.latent_dim
     if analysis is None:  # no analysis: the prior's centre, wandering by the prior
         mean = np.zeros(latent_dim)
         basis, spread = np.eye(latent_dim), np.ones(latent_dim)
@@ -179,39 +169,18 @@ def latent_path(model: TrainedModel, analysis: LatentAnalysis | None, settings: 
         control = analysis.control(label)
         centre = centre + float(value) * control.std * np.asarray(control.direction, dtype=np.float64)
 
-    keys_needed = (count - 1) // KEY_SPACING + 2
+    spacing = max(1, round(KEY_SECONDS / model.path_step_seconds))  # path steps between keys
+    hold = spacing if model.whole_sounds else 0  # the first key holds for a whole-sound model
+    keys_needed = max(0, count - 1 - hold) // spacing + 2
     rng = np.random.default_rng([int(settings.seed), int(index)])
     keys = rng.standard_normal((keys_needed, len(spread)))  # row j is the same whatever keys_needed is
     path = np.empty((count, latent_dim))
     for k in range(count):
-        j, u = divmod(k, KEY_SPACING)
-        eased = _smoothstep(u / KEY_SPACING)
+        j, u = divmod(max(0, k - hold), spacing)
+        eased = _smoothstep(u / spacing)
         noise = slerp(keys[j], keys[j + 1], eased)
         path[k] = centre + settings.variation_amount * (noise * spread) @ basis
     return path.astype(np.float32)
-
-
-def overlap_add(segments: torch.Tensor, hop: int) -> torch.Tensor:
-    """(count, n_bands, frames) log-feature segments at `hop` -> (n_bands, (count - 1) * hop + frames) log features,
-    crossfaded as power with sin^2 / cos^2 ramps over each overlap (they sum to one)."""
-    count, n_bands, frames = segments.shape
-    if count == 1:
-        return segments[0]
-    overlap = frames - hop
-    device = segments.device
-    ramp = torch.sin(0.5 * math.pi * (torch.arange(overlap, dtype=torch.float64) + 0.5) / overlap).square().float()
-    ramp = ramp.to(device)
-    total = (count - 1) * hop + frames
-    power = torch.zeros(n_bands, total, device=device)
-    power_segments = torch.exp(segments.clamp(max=30.0))
-    for k in range(count):
-        weight = torch.ones(frames, device=device)
-        if k > 0:
-            weight[:overlap] = ramp
-        if k < count - 1:
-            weight[frames - overlap:] = weight[frames - overlap:] * (1 - ramp)
-        power[:, k * hop:k * hop + frames] += power_segments[k] * weight
-    return torch.log(power.clamp(min=1e-30))
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

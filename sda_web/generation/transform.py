@@ -1,8 +1,8 @@
 """Starting from a sound: put a user's own sound through the model, or morph between two.
 
-Transform: the sound is cut into segments at half-segment hops and encoded to
-their posterior means (`TrainedModel.path_latents`): a latent path exactly as
-long as the sound. The sliders move the whole path (each in standard deviations
+Transform: the sound is encoded whole (`TrainedModel.encode`): its global
+latent along a path exactly as long as the sound, and, for the model of whole
+sounds, its local detail, which is kept as it is. The sliders move the whole path (each in standard deviations
 of its component, as in generation), the seeded variation wanders around it
 (the same keys `synth.latent_path` draws, so seed and variation amount mean what
 they mean on the Generate tab), and `synth.render_latents` turns it back into
@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.features import log_features
+from ..audio.features import features_to_power, log_features
 from ..audio.io import AudioRejected, inspect_audio, load_mono
 from .analysis import LatentAnalysis
-from .loading import TrainedModel
+from .loading import SoundCode, TrainedModel
 from .settings import MAX_SOURCE_S, GenerationSettings
-from .synth import _finish, latent_path, makeup_gain, overlap_add, render_latents, segment_layout, slerp
+from .synth import _finish, latent_path, makeup_gain, render_latents, slerp
 
 MIN_GAIN, MAX_GAIN = 0.01, 100.0  # the level match never moves a sound by more than 40 dB
 
@@ -58,17 +58,18 @@ def transform_variation(model: TrainedModel, analysis: LatentAnalysis | None, wa
     not used): as many samples as `wave`."""
     wave = np.asarray(wave, dtype=np.float32)
     samples = len(wave)
-    encoded = model.path_latents(torch.from_numpy(wave)).double()  # (count, latent)
+    code = model.encode(torch.from_numpy(wave))
+    encoded = code.path.double()  # (count, latent)
     moves = _moves(model, analysis, settings, index, len(encoded))
     z = (encoded + torch.from_numpy(moves)).float()
-    out = render_latents(model, z, samples, settings.gl_iters)
-    return _finish(out * np.float32(_level_gain(model, wave, encoded.float())), samples, model.spec.sample_rate)
+    out = render_latents(model, z, samples, settings.gl_iters, detail=code.detail)
+    return _finish(out * np.float32(_level_gain(model, wave, code)), samples, model.spec.sample_rate)
 
 
 @torch.no_grad()
 def source_latent(model: TrainedModel, wave: np.ndarray) -> np.ndarray:
     """The mean posterior latent of a whole sound (float64, latent_dim): where a morph starts from."""
-    return model.path_latents(torch.from_numpy(np.asarray(wave, dtype=np.float32))).double().mean(dim=0).numpy()
+    return model.encode(torch.from_numpy(np.asarray(wave, dtype=np.float32))).mean().numpy()
 
 
 @torch.no_grad()
@@ -78,8 +79,8 @@ def morph_variation(model: TrainedModel, analysis: LatentAnalysis | None, settin
     mean latents (`amount` 0 = a, 1 = b), moved by the controls and wandering as in generation."""
     spec = model.spec
     samples = int(round(settings.duration_s * spec.sample_rate))
-    count, _ = segment_layout(math.ceil(samples / spec.hop_length) + 1, model.frames)
-    mean = np.asarray(analysis.mean, dtype=np.float64) if analysis is not None else np.zeros(model.shape.latent_dim)
+    count = model.path_length(samples)
+    mean = np.asarray(analysis.mean, dtype=np.float64) if analysis is not None else np.zeros(model.latent_dim)
     centre = mean + slerp(np.asarray(latent_a, np.float64) - mean, np.asarray(latent_b, np.float64) - mean,
                           float(amount))
     z = torch.from_numpy((centre + _moves(model, analysis, settings, index, count)).astype(np.float32))
@@ -87,15 +88,13 @@ def morph_variation(model: TrainedModel, analysis: LatentAnalysis | None, settin
     return _finish(out * np.float32(makeup_gain(model, analysis)), samples, spec.sample_rate)
 
 
-def _level_gain(model: TrainedModel, wave: np.ndarray, encoded: torch.Tensor) -> float:
-    """Amplitude gain that brings the band power of the plain reconstruction to the sound's own
+def _level_gain(model: TrainedModel, wave: np.ndarray, code: SoundCode) -> float:
+    """Amplitude gain that brings the power of the plain reconstruction to the sound's own
     (within MIN_GAIN..MAX_GAIN)."""
-    spec = model.spec
-    frames_needed = math.ceil(len(wave) / spec.hop_length) + 1
-    _, hop = segment_layout(frames_needed, model.frames)
-    target = float(torch.exp(log_features(torch.from_numpy(wave), spec).double()).sum())
-    decoded = overlap_add(model.decode_segments(encoded), hop)[:, :frames_needed]
-    made = float(torch.exp(decoded.double()).sum())
+    # Power in STFT bins, not summed band densities: a sum over bands would weigh a 1-bin band at
+    # 100 Hz as much as a 32-bin band at 15 kHz (on short claps it overshot by 10 dB).
+    target = float(features_to_power(log_features(torch.from_numpy(wave), model.spec), model.spec).double().sum())
+    made = float(features_to_power(model.decode(code.path, len(wave), code.detail), model.spec).double().sum())
     if not (made > 0 and target > 0 and math.isfinite(made) and math.isfinite(target)):
         return 1.0
     return float(min(MAX_GAIN, max(MIN_GAIN, math.sqrt(target / made))))
@@ -106,6 +105,6 @@ def _moves(model: TrainedModel, analysis: LatentAnalysis | None, settings: Gener
     """(count, latent) float64 offsets: the sliders plus the seeded wander, as `latent_path` draws
     them about a centre of zero (exactly zero with no slider moved and variation 0)."""
     if settings.variation_amount == 0 and not any(settings.controls.values()):
-        return np.zeros((count, model.shape.latent_dim))
+        return np.zeros((count, model.latent_dim))
     about_zero = replace(analysis, mean=(0.0,) * analysis.latent_dim) if analysis is not None else None
     return latent_path(model, about_zero, replace(settings, blend=None), index, count).astype(np.float64)

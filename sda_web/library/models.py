@@ -15,6 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..generation.settings import default_duration
 from ..storage import atomic_write_bytes, atomic_write_json, read_json
 from ..training.runs import RunError, RunInfo, list_runs, load_run
 
@@ -57,6 +58,12 @@ class ModelInfo:
     status: str  # running | completed | cancelled | failed | interrupted
     controls: tuple[str, ...]  # sound-control labels, when the latent analysis exists
     run_dir: Path
+    typical_seconds: float | None = None  # median length of the sounds it learnt from (None: older runs)
+
+    @property
+    def default_duration_s(self) -> float:
+        """What Generate and `sda generate` make when no length is asked for."""
+        return default_duration(self.typical_seconds)
 
     @property
     def is_training(self) -> bool:
@@ -150,7 +157,7 @@ def delete_model(data_dir: Path, model_id: str) -> None:
 
 def export_model(data_dir: Path, model_id: str, dest: Path | None = None) -> Path:
     """One zip with everything needed to use the model elsewhere: `model.pt` (the best
-    weights with their mel settings and normalisation), analysis.json (sound controls),
+    weights with their feature settings and normalisation), analysis.json (sound controls),
     config, features, metrics and records. Written atomically; returns its path
     (default `<data>/exports/<model_id>.zip`)."""
     model = load_model(data_dir, model_id)
@@ -164,8 +171,8 @@ def export_model(data_dir: Path, model_id: str, dest: Path | None = None) -> Pat
                 archive.write(path, name)
         archive.writestr("README.txt", (
             f"sda-web model {model.name!r} (run {model.model_id}), trained on dataset {model.dataset!r} "
-            f"for {model.epochs_trained} epochs.\nmodel.pt is a torch.save'd dict: 'model' (ConvVAE weights), "
-            "'model_shape', 'feature_spec', 'feature_stats', 'config', 'epoch'.\n"
+            f"for {model.epochs_trained} epochs.\nmodel.pt is a torch.save'd dict: 'model' (the VAE's weights), "
+            "'model_shape' (its kind and sizes), 'feature_spec', 'feature_stats', 'config', 'epoch'.\n"
             "analysis.json holds the sound controls (latent directions) computed after training.\n"))
     atomic_write_bytes(dest, buffer.getvalue())
     return dest
@@ -292,7 +299,7 @@ def _check_weights(data: bytes) -> dict:
     import torch
 
     from ..audio.features import checkpoint_spec
-    from ..model import ConvVAE, ModelShape
+    from ..model import build_model
     from ..training.checkpoints import FORMAT_VERSION, model_state
 
     damaged = "model.pt in that zip is damaged or not an sda-web model, so nothing was imported."
@@ -304,13 +311,13 @@ def _check_weights(data: bytes) -> dict:
         raise ImportRefused("model.pt in that zip is not a model this version of sda-web can read; "
                             "nothing was imported.")
     try:
-        shape = ModelShape.from_dict(payload["model_shape"])
+        shape, model = build_model(payload["model_shape"])
         spec = checkpoint_spec(payload)
         stats = payload["feature_stats"]
         if not all(isinstance(stats[k], (int, float)) and stats[k] == stats[k] for k in ("mean", "std")) \
                 or not stats["std"] > 0:
             raise ValueError("bad stats")
-        ConvVAE(shape).load_state_dict(model_state(payload), strict=True)
+        model.load_state_dict(model_state(payload), strict=True)
         epoch = int(payload["epoch"])
     except Exception:
         raise ImportRefused(damaged) from None
@@ -426,8 +433,16 @@ def _model_info(run: RunInfo) -> ModelInfo:
     return ModelInfo(
         model_id=run.run_id, name=_display_name(run), dataset=run.dataset, epochs_trained=run.epochs_done,
         total_epochs=run.total_epochs, best_val_loss=run.best_val_loss, created=run.created, status=run.status,
-        controls=_control_labels(run.run_dir), run_dir=run.run_dir,
+        controls=_control_labels(run.run_dir), run_dir=run.run_dir, typical_seconds=_typical_seconds(run.run_dir),
     )
+
+
+def _typical_seconds(run_dir: Path) -> float | None:
+    try:
+        value = read_json(run_dir / "run.json").get("typical_seconds")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def _display_name(run: RunInfo) -> str:

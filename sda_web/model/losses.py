@@ -1,9 +1,14 @@
-"""VAE loss: reconstruction + annealed KL with free bits.
+"""VAE losses: reconstruction + annealed KL with free bits.
 
-Both parts are per element of the mel segment, so their sum reads like an
-ELBO with a Gaussian decoder whose variance the KL weight stands for. Free
-bits: a latent dimension whose batch-mean KL is below `free_bits` nats is not
-pushed further towards the prior, which keeps the posterior from collapsing.
+Both parts are per element of the target, so their sum reads like an ELBO
+with a Gaussian decoder whose variance the KL weight stands for. Free bits: a
+latent dimension whose batch-mean KL is below `free_bits` nats is not pushed
+further towards the prior, which keeps the posterior from collapsing.
+
+`sound_vae_loss` (the whole-sound model): free bits guard the *global* latent
+only, so the sound's identity always has room there; the local residual pays
+for every nat it uses, so it carries only what the global latent and the time
+since the onset cannot predict.
 """
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from .sound_vae import gaussian_kl
 
 
 class VAELoss(NamedTuple):
@@ -21,9 +28,27 @@ class VAELoss(NamedTuple):
 
 def vae_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
              kl_weight: float, free_bits: float) -> VAELoss:
+    """The segment model's loss (models trained before whole sounds)."""
     elements = target[0].numel()
     rec = F.mse_loss(recon, target)
     kl_per_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(dim=0)
     kl_true = kl_per_dim.sum() / elements
     kl_guarded = kl_per_dim.clamp(min=free_bits).sum() / elements
     return VAELoss(rec + kl_weight * kl_guarded, rec, kl_true)
+
+
+def sound_vae_loss(recon: torch.Tensor, target: torch.Tensor, global_stats, local_stats, kl_weight: float,
+                   free_bits: float, prior_recon: torch.Tensor | None = None, prior_weight: float = 0.0) -> VAELoss:
+    """`prior_recon`: the same sounds decoded from the global latent alone (local detail at the
+    prior's mean), weighed by `prior_weight` in the total: it is how a new sound is made, so it
+    must sound like the material, not only the full reconstruction."""
+    elements = target[0].numel()
+    rec = F.mse_loss(recon, target)
+    kl_global = gaussian_kl(*global_stats).mean(dim=0)  # per dimension
+    kl_local = gaussian_kl(*local_stats).sum(dim=(1, 2)).mean()
+    kl_true = (kl_global.sum() + kl_local) / elements
+    kl_guarded = (kl_global.clamp(min=free_bits).sum() + kl_local) / elements
+    total = rec + kl_weight * kl_guarded
+    if prior_recon is not None and prior_weight > 0:
+        total = total + prior_weight * F.mse_loss(prior_recon, target)
+    return VAELoss(total, rec, kl_true)

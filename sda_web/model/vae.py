@@ -1,7 +1,11 @@
-"""A convolutional VAE over fixed-length log-mel segments.
+"""The segment model of earlier releases: a convolutional VAE over fixed-length segments.
 
-Input and output are normalised log-mel segments shaped (batch, n_mels,
-frames): the mel bins are the channels of 1-D convolutions over time. On a
+Every run since the model of whole sounds (`sound_vae.py`) came trains that
+one; this stays so that earlier runs still load, generate and transform.
+
+Input and output are normalised band log features (80 mel bands in the oldest
+models) shaped (batch, n_mels, frames): the bands are the channels of 1-D
+convolutions over time. On a
 CPU this is about 3x cheaper per parameter than 2-D convolutions over the
 mel image (measured: 2.3 M parameters at 9 ms per sample for forward+backward,
 where a 2.3 M-parameter 2-D net took 55 ms), which is what lets an epoch of
@@ -9,7 +13,7 @@ the reference workload fit in half a second on one core.
 
 Four stride-2 convolutions halve the time axis each time, so `frames` must be
 a multiple of 16. The decoder mirrors them with transposed convolutions. The
-output is unbounded (no sigmoid): normalised log-mel lives in about [-4, 4].
+output is unbounded (no sigmoid): normalised log features live in about [-4, 4].
 
 Every layer is built in __init__, before any optimizer sees the parameters.
 """
@@ -25,7 +29,7 @@ DOWNSAMPLINGS = 4
 
 @dataclass(frozen=True)
 class ModelShape:
-    n_mels: int
+    n_mels: int  # bands (the name its checkpoints use)
     frames: int
     latent_dim: int
     width: int  # channels after the first layer; deeper layers use up to 2x this

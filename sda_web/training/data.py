@@ -1,10 +1,8 @@
-"""Training data: every file's log features computed once, kept in one tensor.
+"""Training data: every file's log features computed once, kept whole on the training device.
 
-All files of a split are concatenated along time into a single "bank" on the
-training device. A training example is a window of `frames` columns that lies
-inside one file; an epoch draws about one window per segment-length of audio
-at random offsets. Windows are gathered from an unfold() view of the bank, so
-an epoch's batches cost one indexing op each and nothing is re-read from disk.
+A training example is a whole sound from its start with a tail of silence, or,
+for a sound longer than the model's head, a window inside it that knows how
+far into the sound it starts (`SoundBank`). Nothing is re-read from disk.
 """
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ import torch
 
 from ..audio.features import FeatureSpec, log_features
 from ..audio.io import load_mono
-from ..model.vae import DOWNSAMPLINGS
+from ..model.sound_vae import STRIDE, padded_length
 
 
 @dataclass(frozen=True)
@@ -25,18 +23,17 @@ class FeatureStats:
     mean: float
     std: float
 
-    def normalise(self, log_mel_values: torch.Tensor) -> torch.Tensor:
-        return (log_mel_values - self.mean) / self.std
+    def normalise(self, log_values: torch.Tensor) -> torch.Tensor:
+        return (log_values - self.mean) / self.std
 
     def denormalise(self, values: torch.Tensor) -> torch.Tensor:
         return values * self.std + self.mean
 
 
-def segment_frames(spec: FeatureSpec, seconds: float) -> int:
-    """Frames per training segment, rounded up to what the model can halve 4 times."""
-    factor = 2**DOWNSAMPLINGS
-    raw = seconds * spec.sample_rate / spec.hop_length
-    return max(factor, math.ceil(raw / factor) * factor)
+def head_frames(spec: FeatureSpec, seconds: float) -> int:
+    """Frames of a sound's head (what the global latent sees, and the longest training window),
+    rounded up to what the model halves twice."""
+    return padded_length(math.ceil(seconds * spec.sample_rate / spec.hop_length))
 
 
 class FeaturesCancelled(Exception):
@@ -45,83 +42,167 @@ class FeaturesCancelled(Exception):
 
 def compute_log_features(paths: list[Path], spec: FeatureSpec, should_stop=None) -> list[torch.Tensor]:
     """(n_bands, frames) log features of each file, on the CPU. Checks `should_stop` per file."""
-    mels = []
+    feats = []
     for path in paths:
         if should_stop is not None and should_stop():
             raise FeaturesCancelled()
         wave = torch.from_numpy(load_mono(path, spec.sample_rate))
-        mels.append(log_features(wave, spec))
-    return mels
+        feats.append(log_features(wave, spec))
+    return feats
 
 
-def feature_stats(mels: list[torch.Tensor]) -> FeatureStats:
-    values = torch.cat([m.reshape(-1) for m in mels])
+def feature_stats(feats: list[torch.Tensor]) -> FeatureStats:
+    values = torch.cat([f.reshape(-1) for f in feats])
     return FeatureStats(mean=float(values.mean()), std=max(float(values.std()), 1e-3))
 
 
-class SegmentBank:
-    """Normalised log features of a set of files, concatenated, on one device."""
+@dataclass(frozen=True)
+class Example:
+    file: int
+    offset: int  # first frame of the window in its sound (a multiple of STRIDE)
+    length: int  # frames, a multiple of STRIDE
 
-    def __init__(self, mels: list[torch.Tensor], stats: FeatureStats, spec: FeatureSpec, frames: int,
+
+@dataclass
+class Batch:
+    windows: torch.Tensor  # (batch, n_bands, frames), silence-padded to the longest
+    offsets: torch.Tensor  # (batch,) start frame of each window in its sound
+    head_steps: torch.Tensor  # (batch,) local-latent steps of each sound's head
+    heads: torch.Tensor | None  # (k, n_bands, head frames): heads of the windows not at offset 0
+    head_index: torch.Tensor | None  # (k,) which windows those are
+
+    def __len__(self) -> int:
+        return self.windows.shape[0]
+
+
+class SoundBank:
+    """Normalised log features of a set of files, each kept whole, on one device.
+
+    A training example is a sound from its start with a tail of silence (a one-shot learns to
+    end), or, for a sound longer than `frames`, a window of `frames` inside it; about one window
+    per `frames` of sound an epoch, the first always at the start (where the onset is). Batches
+    are made of examples of similar length, so a 0.2-s cowbell costs 0.2 s of compute, not the
+    longest file's."""
+
+    def __init__(self, feats: list[torch.Tensor], stats: FeatureStats, spec: FeatureSpec, frames: int,
                  device: torch.device):
         self.frames = frames
+        self.device = device
         self.silence = float(stats.normalise(torch.tensor(math.log(spec.log_floor))))
-        padded, starts, lengths = [], [], []
-        offset = 0
-        for mel in mels:
-            mel = stats.normalise(mel)
-            if mel.shape[1] < frames:  # a one-shot shorter than a segment: pad with silence
-                pad = torch.full((mel.shape[0], frames - mel.shape[1]), self.silence)
-                mel = torch.cat([mel, pad], dim=1)
-            padded.append(mel)
-            starts.append(offset)
-            lengths.append(mel.shape[1])
-            offset += mel.shape[1]
-        self.bank = torch.cat(padded, dim=1).to(device) if padded else torch.empty(spec.n_bands, 0, device=device)
-        self.windows = self.bank.unfold(1, frames, 1)  # (n_bands, positions, frames), a view
-        self.starts = torch.tensor(starts, dtype=torch.long)
-        self.spans = torch.tensor([n - frames + 1 for n in lengths], dtype=torch.long)  # valid offsets per file
-        self.per_file = [max(1, round(n / frames)) for n in lengths]
+        self.n_bands = spec.n_bands
+        self.sounds = [stats.normalise(f).to(device) for f in feats]
+        self.lengths = [padded_length(f.shape[1] + tail_frames(f.shape[1])) for f in feats]
+        self.head_steps = torch.tensor([min(n, frames) // STRIDE for n in self.lengths], dtype=torch.long)
+        self.per_file = [max(1, round(n / frames)) if n > frames else 1 for n in self.lengths]
 
     @property
     def file_count(self) -> int:
-        return len(self.per_file)
+        return len(self.sounds)
 
     @property
     def segments_per_epoch(self) -> int:
         return sum(self.per_file)
 
-    def random_positions(self, generator: torch.Generator) -> torch.Tensor:
-        """One epoch of window positions: per_file windows per file, random offsets, shuffled."""
-        file_idx = torch.repeat_interleave(torch.arange(self.file_count), torch.tensor(self.per_file))
-        offsets = (torch.rand(len(file_idx), generator=generator) * self.spans[file_idx]).long()
-        positions = self.starts[file_idx] + offsets
-        return positions[torch.randperm(len(positions), generator=generator)]
+    def random_examples(self, generator: torch.Generator) -> list[Example]:
+        """One epoch: every sound from its start; a long one also at random offsets inside it."""
+        def offsets(steps: int, count: int) -> list[int]:
+            return [0] + (torch.randint(0, steps + 1, (count - 1,), generator=generator) * STRIDE).tolist()
+        return self._examples(offsets)
 
-    def fixed_positions(self) -> torch.Tensor:
-        """Evenly spaced windows of every file: the same every epoch (for validation)."""
-        positions = []
-        for start, span, count in zip(self.starts.tolist(), self.spans.tolist(), self.per_file):
-            for k in range(count):
-                positions.append(start + (span - 1) * k // max(1, count - 1) if count > 1 else start)
-        return torch.tensor(positions, dtype=torch.long)
+    def fixed_examples(self) -> list[Example]:
+        """Every sound from its start, and evenly spaced windows of the long ones (for validation)."""
+        return self._examples(lambda steps, count: [(steps * k // max(1, count - 1)) * STRIDE for k in range(count)])
 
-    def gather(self, positions: torch.Tensor) -> torch.Tensor:
-        """(batch, n_bands, frames) windows starting at `positions`."""
-        return self.windows[:, positions.to(self.bank.device)].permute(1, 0, 2)
+    def _examples(self, offsets) -> list[Example]:
+        """A sound that fits the head whole; a longer one as `per_file` head-long windows at
+        `offsets(steps, count)` (start frames, multiples of STRIDE, the first 0)."""
+        examples = []
+        for i, (n, count) in enumerate(zip(self.lengths, self.per_file)):
+            if n <= self.frames:
+                examples.append(Example(i, 0, n))
+                continue
+            steps = (n - self.frames) // STRIDE
+            examples += [Example(i, int(o), self.frames) for o in offsets(steps, count)]
+        return examples
+
+    def batches(self, examples: list[Example], batch_size: int, generator: torch.Generator | None = None
+                ) -> list[list[Example]]:
+        """Examples grouped by similar length into batches; shuffled (lengths jittered, batch order
+        drawn) when a generator is given, else in a fixed order."""
+        if generator is None:
+            order = sorted(range(len(examples)), key=lambda k: (examples[k].length, k))
+        else:
+            jitter = (torch.rand(len(examples), generator=generator) * 4 * STRIDE).tolist()
+            order = sorted(range(len(examples)), key=lambda k: examples[k].length + jitter[k])
+        groups = [[examples[k] for k in order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+        if generator is not None:
+            groups = [groups[k] for k in torch.randperm(len(groups), generator=generator).tolist()]
+        return groups
+
+    def window(self, file: int, offset: int, length: int) -> torch.Tensor:
+        """(n_bands, length) frames of sound `file` from `offset`, silence past its end."""
+        sound = self.sounds[file]
+        part = sound[:, offset:offset + length]
+        if part.shape[1] == length:
+            return part
+        pad = torch.full((self.n_bands, length - part.shape[1]), self.silence, device=self.device)
+        return torch.cat([part, pad], dim=1)
+
+    def collate(self, examples: list[Example]) -> Batch:
+        length = max(e.length for e in examples)
+        windows = torch.stack([self.window(e.file, e.offset, length) for e in examples])
+        offsets = torch.tensor([e.offset for e in examples], dtype=torch.long)
+        head_steps = self.head_steps[[e.file for e in examples]]
+        later = [k for k, e in enumerate(examples) if e.offset > 0]
+        heads = head_index = None
+        if later:
+            heads = torch.stack([self.window(examples[k].file, 0, self.frames) for k in later])
+            head_index = torch.tensor(later, dtype=torch.long)
+        return Batch(windows, offsets.to(self.device), head_steps.to(self.device), heads,
+                     head_index.to(self.device) if head_index is not None else None)
 
 
-def augment(batch: torch.Tensor, gain_db: float, pitch_bins: int, silence: float, std: float,
+def tail_frames(frames: int) -> int:
+    """Silence after a sound in training (a quarter of it, at least 8 frames): it learns to end."""
+    return max(8, frames // 4)
+
+
+def augment(batch: torch.Tensor, gain_db: float, band_shift: int, silence: float, std: float,
             generator: torch.Generator) -> torch.Tensor:
     """Random gain (a shift in log-power) and a small shift along the band axis, per example."""
-    b, n_mels, _ = batch.shape
+    gain, shift = draw_augmentation(batch.shape[0], gain_db, band_shift, generator)
+    return apply_augmentation(batch, gain, shift, silence, std)
+
+
+def augment_batch(batch: Batch, gain_db: float, band_shift: int, silence: float, std: float,
+                  generator: torch.Generator) -> Batch:
+    """`augment` on a batch's windows, and the very same gain and shift on their heads."""
+    gain, shift = draw_augmentation(len(batch), gain_db, band_shift, generator)
+    windows = apply_augmentation(batch.windows, gain, shift, silence, std)
+    heads = batch.heads
+    if heads is not None:
+        pick = batch.head_index.cpu()
+        heads = apply_augmentation(heads, gain[pick], shift[pick], silence, std)
+    return Batch(windows, batch.offsets, batch.head_steps, heads, batch.head_index)
+
+
+def draw_augmentation(count: int, gain_db: float, band_shift: int, generator: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example: a gain in dB within +-gain_db and a band shift within +-band_shift."""
+    gain = (torch.rand(count, generator=generator) * 2 - 1) * gain_db if gain_db > 0 else torch.zeros(count)
+    shift = (torch.randint(-band_shift, band_shift + 1, (count,), generator=generator) if band_shift > 0
+             else torch.zeros(count, dtype=torch.long))
+    return gain, shift
+
+
+def apply_augmentation(batch: torch.Tensor, gain_db: torch.Tensor, shift: torch.Tensor, silence: float,
+                       std: float) -> torch.Tensor:
+    b, n_bands, _ = batch.shape
     device = batch.device
-    if gain_db > 0:
-        db = (torch.rand(b, 1, 1, generator=generator) * 2 - 1) * gain_db
-        shift = (db * math.log(10) / 10 / std).to(device)
-        batch = torch.maximum(batch + shift, torch.tensor(silence, device=device))
-    if pitch_bins > 0:
-        k = torch.randint(-pitch_bins, pitch_bins + 1, (b, 1, 1), generator=generator).to(device)
-        idx = (torch.arange(n_mels, device=device).view(1, -1, 1) - k).clamp(0, n_mels - 1)
+    if bool((gain_db != 0).any()):
+        offset = (gain_db.view(b, 1, 1) * math.log(10) / 10 / std).to(device)
+        batch = torch.maximum(batch + offset, torch.tensor(silence, device=device))
+    if bool((shift != 0).any()):
+        idx = (torch.arange(n_bands, device=device).view(1, -1, 1) - shift.view(b, 1, 1).to(device)).clamp(0, n_bands - 1)
         batch = batch.gather(1, idx.expand(-1, -1, batch.shape[2]))
     return batch

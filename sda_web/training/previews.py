@@ -1,6 +1,6 @@
 """Preview audio written while training: what the model hears and imagines.
 
-Each preview epoch writes two WAVs: the reconstruction of one validation clip
+Each preview epoch writes two WAVs: the reconstruction of one validation sound
 (how well it has learned the material) and a decode of a fixed prior sample
 (what it makes up; the same latent point every time, so the listener hears
 one sound evolve across epochs).
@@ -15,8 +15,9 @@ import torch
 
 from ..audio.features import FeatureSpec
 from ..audio.inverse import features_to_wave
-from ..model import ConvVAE
-from .data import FeatureStats
+from ..model import SoundVAE
+from ..model.sound_vae import STRIDE
+from .data import FeatureStats, SoundBank
 
 PEAK = 0.89  # -1 dBFS: loud enough to judge, never clipping
 
@@ -33,20 +34,25 @@ def write_wav(path: Path, wave: np.ndarray, sample_rate: int) -> None:
     tmp.replace(path)
 
 
-@torch.no_grad()
-def decode_to_audio(model: ConvVAE, z: torch.Tensor, stats: FeatureStats, spec: FeatureSpec) -> np.ndarray:
-    model.eval()
-    mel = stats.denormalise(model.decode(z)).float().cpu()
-    return features_to_wave(mel, spec).numpy()
+def preview_example(bank: SoundBank) -> torch.Tensor:
+    """The loudest sound of a bank, whole from its start (up to the model's head length):
+    normalised (n_bands, frames), on the bank's device."""
+    loudest = max(range(bank.file_count), key=lambda i: float(bank.sounds[i].mean()))
+    return bank.window(loudest, 0, min(bank.lengths[loudest], bank.frames))
 
 
 @torch.no_grad()
-def write_previews(model: ConvVAE, clip: torch.Tensor, prior_z: torch.Tensor, stats: FeatureStats,
+def write_previews(model: SoundVAE, clip: torch.Tensor, prior_z: torch.Tensor, stats: FeatureStats,
                    spec: FeatureSpec, recon_path: Path, prior_path: Path) -> None:
-    """clip: one normalised segment (n_bands, frames) on the model's device."""
+    """clip: one normalised sound (n_bands, frames) on the model's device; the prior sample is
+    decoded as long as the model's head, its local detail at the prior's mean."""
     model.eval()
-    mu, _ = model.encode(clip.unsqueeze(0))
-    z = torch.cat([mu, prior_z.to(mu.device)], dim=0)
-    audio = decode_to_audio(model, z, stats, spec)
-    write_wav(recon_path, audio[0], spec.sample_rate)
-    write_wav(prior_path, audio[1], spec.sample_rate)
+    x = clip.unsqueeze(0)
+    mu_g, _, mu_u, _ = model.encode(x)
+    recon = model.decode(mu_g, mu_u, model.time(1, x.shape[-1]))
+    steps = model.shape.frames // STRIDE
+    z = prior_z.to(mu_g.device)
+    made = model.decode(z, torch.zeros(1, model.shape.local_dim, steps, device=z.device), model.time(1, steps * STRIDE))
+    for feats, path in ((recon, recon_path), (made, prior_path)):
+        wave = features_to_wave(stats.denormalise(feats[0]).float().cpu(), spec).numpy()
+        write_wav(path, wave, spec.sample_rate)

@@ -28,7 +28,8 @@ from typing import Callable
 from ..storage import atomic_write_json, read_json
 from .config import ConfigError, TrainingConfig
 from .events import TrainingCompleteEvent, TrainingEvent
-from .runs import RunError, load_run, mark_live, new_run_id, now_iso, run_dir_for, write_run_record
+from .runs import (SEGMENT_MODEL_CANNOT_RESUME, RunError, is_segment_run, load_run, mark_live, new_run_id, now_iso,
+                   run_dir_for, write_run_record)
 from .session import Session
 from .split import split_by_file
 
@@ -116,6 +117,8 @@ class TrainingRunner:
         info = load_run(self.data_dir, run_id)
         if not info.has_checkpoint:
             raise RunError(f"Run {run_id!r} has no checkpoint to resume from; start a new run instead.")
+        if is_segment_run(info.run_dir):
+            raise RunError(SEGMENT_MODEL_CANNOT_RESUME)
         config = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
         if epochs is not None:
             config = config.with_overrides(epochs=epochs)

@@ -75,6 +75,20 @@ def write_run_record(run_dir: Path, **fields) -> dict:
     return record
 
 
+SEGMENT_MODEL_CANNOT_RESUME = ("This run was trained with the earlier segment model, which cannot train further; "
+                               "its model still generates, and a new run trains the model of whole sounds.")
+
+
+def is_segment_run(run_dir: Path) -> bool:
+    """Whether a run trained the segment model of earlier releases (its config has no local
+    latent): it generates, but cannot be resumed by this release's trainer."""
+    try:
+        config = read_json(Path(run_dir) / "config.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config) and "local_dim" not in config
+
+
 def mark_live(run_id: str, live: bool) -> None:
     (_LIVE_RUNS.add if live else _LIVE_RUNS.discard)(run_id)
 

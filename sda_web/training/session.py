@@ -19,7 +19,7 @@ from ..storage import atomic_write_json
 from .config import ConfigError, TrainingConfig
 from .devices import resolve_device, torch_threads
 from .events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent, TrainingEvent
-from .runs import RunError, now_iso, preview_paths, save_history, write_run_record
+from .runs import SEGMENT_MODEL_CANNOT_RESUME, RunError, now_iso, preview_paths, save_history, write_run_record
 
 Emit = Callable[[TrainingEvent], None]
 TimingSink = Callable[[dict], None]
@@ -118,10 +118,10 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     import torch
 
     from ..audio.features import checkpoint_spec, default_spec
-    from ..model import ModelShape
+    from ..model import SoundShape
     from . import checkpoints as ckpt
-    from .data import FeatureStats, SegmentBank, compute_log_features, feature_stats, segment_frames
-    from .previews import write_previews
+    from .data import FeatureStats, SoundBank, compute_log_features, feature_stats, head_frames
+    from .previews import preview_example, write_previews
     from .trainer import Trainer
 
     cfg = session.config
@@ -136,19 +136,22 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     if session.resume:
         latest = ckpt.get_latest_checkpoint(run_dir)
         payload = ckpt.load_checkpoint(latest, map_location=device)  # latest, never best
+        if payload.get("model_shape", {}).get("kind") != SoundShape.kind:
+            raise RunError(SEGMENT_MODEL_CANNOT_RESUME)
         spec = checkpoint_spec(payload)
         stats = FeatureStats(**payload["feature_stats"])
-        train_mels = compute_log_features(session.train_files, spec, stop_requested)
+        train_feats = compute_log_features(session.train_files, spec, stop_requested)
     else:
         spec = default_spec(_sample_rates(session.train_files + session.val_files))
-        train_mels = compute_log_features(session.train_files, spec, stop_requested)
-        stats = feature_stats(train_mels)
-    frames = segment_frames(spec, cfg.segment_seconds)
+        train_feats = compute_log_features(session.train_files, spec, stop_requested)
+        stats = feature_stats(train_feats)
+    frames = head_frames(spec, cfg.segment_seconds)
     atomic_write_json(features_path, {"feature_spec": spec.to_dict(), "feature_stats": stats.__dict__, "segment_frames": frames})
 
-    train_bank = SegmentBank(train_mels, stats, spec, frames, device)
-    val_bank = SegmentBank(compute_log_features(session.val_files, spec, stop_requested), stats, spec, frames, device) if session.val_files else None
-    shape = ModelShape(n_mels=spec.n_bands, frames=frames, latent_dim=cfg.latent_dim, width=cfg.width, dropout=cfg.dropout)
+    train_bank = SoundBank(train_feats, stats, spec, frames, device)
+    val_bank = SoundBank(compute_log_features(session.val_files, spec, stop_requested), stats, spec, frames, device) if session.val_files else None
+    shape = SoundShape(n_bands=spec.n_bands, frames=frames, latent_dim=cfg.latent_dim, local_dim=cfg.local_dim,
+                       width=cfg.width, dropout=cfg.dropout, frame_seconds=spec.hop_length / spec.sample_rate)
     trainer = Trainer(cfg, shape, train_bank, val_bank, stats.std, device)
 
     history: list[EpochMetrics] = []
@@ -163,16 +166,17 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     outcome.epochs_done, outcome.checkpoint_epoch, outcome.best_val = epochs_done, epochs_done, best_val
     save_history(run_dir, history)
 
-    preview_bank = val_bank or train_bank
-    preview_positions = preview_bank.fixed_positions()
-    loudest = int(preview_bank.gather(preview_positions).mean(dim=(1, 2)).argmax())
-    preview_clip = preview_bank.gather(preview_positions[loudest:loudest + 1])[0]
+    preview_clip = preview_example(val_bank or train_bank)
+    # What a generated sound's length defaults to: the median length of the sounds learnt from.
+    typical_seconds = round(float(torch.tensor([m.shape[1] for m in train_feats], dtype=torch.float64).median())
+                            * spec.hop_length / spec.sample_rate, 3)
+    write_run_record(run_dir, typical_seconds=typical_seconds)
     prior_z = torch.randn(1, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
 
     def common_payload(epoch: int) -> dict:
         return {"epoch": epoch, "config": cfg.to_dict(), "model_shape": shape.to_dict(), "feature_spec": spec.to_dict(),
                 "feature_stats": stats.__dict__, "best_val_loss": best_val, "dataset": session.dataset,
-                "run_id": session.run_id}
+                "run_id": session.run_id, "typical_seconds": typical_seconds}
 
     best_state: dict | None = None  # best weights so far, kept in memory until the next checkpoint write
 

@@ -12,9 +12,9 @@ from typing import Callable
 
 import torch
 
-from ..model import ConvVAE, ModelShape, vae_loss
+from ..model import SoundShape, SoundVAE, sound_vae_loss
 from .config import TrainingConfig
-from .data import SegmentBank, augment
+from .data import Batch, SoundBank, augment_batch
 from .schedule import LRPlan, kl_ramp_epochs, kl_weight_at
 
 
@@ -32,25 +32,33 @@ class EpochResult:
 
 
 class Trainer:
-    def __init__(self, config: TrainingConfig, shape: ModelShape, train_bank: SegmentBank,
-                 val_bank: SegmentBank | None, std: float, device: torch.device):
+    def __init__(self, config: TrainingConfig, shape: SoundShape, train_bank: SoundBank,
+                 val_bank: SoundBank | None, std: float, device: torch.device):
         self.config = config
         self.device = device
         self.train_bank = train_bank
         self.val_bank = val_bank
         self.std = std
         torch.manual_seed(config.seed)
-        self.model = ConvVAE(shape).to(device)  # every layer exists before the optimizer is built
+        self.model = SoundVAE(shape).to(device)  # every layer exists before the optimizer is built
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.plan = LRPlan.new(config.learning_rate, config.epochs)
         self.kl_ramp = kl_ramp_epochs(config.epochs, config.kl_warmup_fraction)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.val_positions = val_bank.fixed_positions() if val_bank is not None else None
+        self.val_batches = (val_bank.batches(val_bank.fixed_examples(), max(config.batch_size, 32))
+                            if val_bank is not None else None)
 
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.train_bank.segments_per_epoch / self.config.batch_size)
+
+    def loss(self, batch: Batch, kl_weight: float, free_bits: float):
+        cfg = self.config
+        out = self.model(batch.windows, batch.offsets, batch.head_steps, batch.heads, batch.head_index,
+                         with_prior_decode=cfg.prior_weight > 0)
+        prior_recon = out[3] if len(out) > 3 else None
+        return sound_vae_loss(out[0], batch.windows, out[1], out[2], kl_weight, free_bits, prior_recon, cfg.prior_weight)
 
     def train_epoch(self, epoch_index: int, on_step: Callable[[int], None] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> EpochResult | None:
@@ -64,30 +72,29 @@ class Trainer:
         started = time.perf_counter()
         compute = 0.0
         sums = torch.zeros(3, device=self.device)
-        positions = self.train_bank.random_positions(self.generator)
-        batches = positions.split(cfg.batch_size)
-        for step, batch_positions in enumerate(batches, start=1):
+        examples = self.train_bank.random_examples(self.generator)
+        batches = self.train_bank.batches(examples, cfg.batch_size, self.generator)
+        for step, batch_examples in enumerate(batches, start=1):
             if should_stop is not None and should_stop():
                 return None
-            batch = self.train_bank.gather(batch_positions)
+            batch = self.train_bank.collate(batch_examples)
             if cfg.augment:
-                batch = augment(batch, cfg.augment_gain_db, cfg.augment_pitch_bins,
-                                self.train_bank.silence, self.std, self.generator)
+                batch = augment_batch(batch, cfg.augment_gain_db, cfg.augment_pitch_bins,
+                                      self.train_bank.silence, self.std, self.generator)
             t0 = time.perf_counter()
-            recon, mu, logvar = self.model(batch)
-            loss = vae_loss(recon, batch, mu, logvar, kl_weight, cfg.free_bits)
+            loss = self.loss(batch, kl_weight, cfg.free_bits)
             self.optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             compute += time.perf_counter() - t0
-            n = len(batch_positions)
+            n = len(batch_examples)
             sums += torch.stack([loss.recon.detach(), loss.kl.detach(), loss.total.detach()]) * n
             if on_step is not None:
                 on_step(step)
         # Checked once per epoch, not per step: a per-step check would force a GPU sync every step.
-        recon_mean, kl_mean, total_mean = (sums / len(positions)).tolist()
+        recon_mean, kl_mean, total_mean = (sums / len(examples)).tolist()
         _check_finite(total_mean, epoch_index)
         return EpochResult(recon_mean + cfg.kl_weight_max * kl_mean, recon_mean, kl_mean,
                            compute, time.perf_counter() - started)
@@ -99,12 +106,12 @@ class Trainer:
         started = time.perf_counter()
         self.model.eval()
         sums = torch.zeros(2, device=self.device)
-        for chunk in self.val_positions.split(max(self.config.batch_size, 64)):
-            batch = self.val_bank.gather(chunk)
-            recon, mu, logvar = self.model(batch)
-            loss = vae_loss(recon, batch, mu, logvar, 0.0, 0.0)
-            sums += torch.stack([loss.recon, loss.kl]) * len(chunk)
-        recon_mean, kl_mean = (sums / len(self.val_positions)).tolist()
+        count = 0
+        for examples in self.val_batches:
+            loss = self.loss(self.val_bank.collate(examples), 0.0, 0.0)
+            sums += torch.stack([loss.recon, loss.kl]) * len(examples)
+            count += len(examples)
+        recon_mean, kl_mean = (sums / count).tolist()
         _check_finite(recon_mean + kl_mean, None)
         elapsed = time.perf_counter() - started
         return EpochResult(recon_mean + self.config.kl_weight_max * kl_mean, recon_mean, kl_mean, elapsed, elapsed)

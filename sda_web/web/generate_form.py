@@ -80,8 +80,9 @@ class GenerateForm:
         return self.start == "morph"
 
     @classmethod
-    def defaults(cls, model_id: str, seed: int | None = None) -> "GenerateForm":
-        return cls(model_id=model_id, seed=str(new_seed() if seed is None else seed))
+    def defaults(cls, model_id: str, seed: int | None = None, duration_s: float = 2.0) -> "GenerateForm":
+        """A fresh form; `duration_s` is what suits the model's sounds (ModelInfo.default_duration_s)."""
+        return cls(model_id=model_id, seed=str(new_seed() if seed is None else seed), duration_s=f"{duration_s:g}")
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> "GenerateForm":

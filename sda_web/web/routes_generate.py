@@ -87,7 +87,7 @@ def read_view(data_dir: Path, model_id: str | None = None, batch: str | None = N
         if form is not None:
             form.model_id = model.model_id
     if form is None:
-        form = GenerateForm.defaults(model.model_id)
+        form = GenerateForm.defaults(model.model_id, duration_s=model.default_duration_s)
     analysis = load_analysis(model.run_dir)
     dataset_files = _dataset_files(data_dir, model, analysis)
     uploads = list_sources(data_dir, "upload")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.events import EpochMetrics, PreviewEvent, StepProgress
-from ..training.runs import RunError, list_previews, list_runs, load_history
+from ..training.runs import RunError, is_segment_run, list_previews, list_runs, load_history
 
 ACTIVE = ("starting", "running")
 OUTCOMES = ("completed", "cancelled", "failed", "interrupted")
@@ -75,7 +75,8 @@ def resume_offer(data_dir: Path, dataset: str | None) -> ResumeOffer | None:
         return None
     from ..library.models import is_imported
 
-    info = next((r for r in list_runs(data_dir, dataset) if r.has_checkpoint and not is_imported(r.run_dir)), None)
+    info = next((r for r in list_runs(data_dir, dataset) if r.has_checkpoint and not is_imported(r.run_dir)
+                 and not is_segment_run(r.run_dir)), None)
     if info is None or info.status == "running":
         return None
     return ResumeOffer(info.run_id, info.epochs_done, info.total_epochs, info.status)
