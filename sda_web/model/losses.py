@@ -37,18 +37,35 @@ def vae_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar
     return VAELoss(rec + kl_weight * kl_guarded, rec, kl_true)
 
 
+def spectral_convergence(recon: torch.Tensor, target: torch.Tensor, std: float) -> torch.Tensor:
+    """Mean over the batch of ||M_r - M_t|| / ||M_t||, M the band *magnitudes* (linear): the loud
+    cells (a tom's partials, a kick's body, an onset) weigh as they do in the sound, where a log
+    distance lets a smeared peak lose its height. Normalised log power x is magnitude
+    exp(x * std / 2) up to one factor per dataset, which the ratio cancels."""
+    scale = std / 2
+    peak = target.amax(dim=(1, 2), keepdim=True).detach()  # keeps exp() in range; cancels in the ratio
+    mag_r, mag_t = torch.exp((recon - peak) * scale), torch.exp((target - peak) * scale)
+    return ((mag_r - mag_t).flatten(1).norm(dim=1) / mag_t.flatten(1).norm(dim=1).clamp(min=1e-8)).mean()
+
+
 def sound_vae_loss(recon: torch.Tensor, target: torch.Tensor, global_stats, local_stats, kl_weight: float,
-                   free_bits: float, prior_recon: torch.Tensor | None = None, prior_weight: float = 0.0) -> VAELoss:
-    """`prior_recon`: the same sounds decoded from the global latent alone (local detail at the
-    prior's mean), weighed by `prior_weight` in the total: it is how a new sound is made, so it
-    must sound like the material, not only the full reconstruction."""
+                   free_bits: float, prior_recon: torch.Tensor | None = None, prior_weight: float = 0.0,
+                   prior_target: torch.Tensor | None = None, spectral_weight: float = 0.0,
+                   std: float = 1.0) -> VAELoss:
+    """`prior_recon`: sounds decoded from the global latent alone (local detail at the prior's
+    mean), against `prior_target` (default: `target`), weighed by `prior_weight` in the total: it
+    is how a new sound is made, so it must sound like the material, not only the reconstruction.
+    `spectral_weight`: of the linear-magnitude term (`std`: of the normalisation) in the
+    reconstruction."""
     elements = target[0].numel()
     rec = F.mse_loss(recon, target)
+    if spectral_weight > 0:
+        rec = rec + spectral_weight * spectral_convergence(recon, target, std)
     kl_global = gaussian_kl(*global_stats).mean(dim=0)  # per dimension
     kl_local = gaussian_kl(*local_stats).sum(dim=(1, 2)).mean()
     kl_true = (kl_global.sum() + kl_local) / elements
     kl_guarded = (kl_global.clamp(min=free_bits).sum() + kl_local) / elements
     total = rec + kl_weight * kl_guarded
     if prior_recon is not None and prior_weight > 0:
-        total = total + prior_weight * F.mse_loss(prior_recon, target)
+        total = total + prior_weight * F.mse_loss(prior_recon, target if prior_target is None else prior_target)
     return VAELoss(total, rec, kl_true)

@@ -82,15 +82,30 @@ class ResBlock(nn.Module):
         return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
 
 
+def refine_time(time: torch.Tensor, factor: int, frame_seconds: float) -> torch.Tensor:
+    """Time features at local-latent steps (batch, n_time, steps) -> the same at `factor` points a
+    step (batch, n_time, steps * factor), each at its own centre: exp(-(t + d) / tau) is
+    exp(-t / tau) * exp(-d / tau)."""
+    span = STRIDE / factor  # frames a point covers
+    centres = torch.arange(factor, device=time.device, dtype=time.dtype) * span + (span - 1) / 2
+    delta = (centres - (STRIDE - 1) / 2) * frame_seconds  # seconds from the step's centre
+    taus = torch.tensor(TIME_CONSTANTS_S, device=time.device, dtype=time.dtype)
+    scale = torch.exp(-delta[None, :] / taus[:, None])  # (n_time, factor)
+    fine = time[..., None] * scale[None, :, None, :]  # (batch, n_time, steps, factor)
+    return fine.flatten(2)
+
+
 class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3-tap convolution: no checkerboard."""
+    """Nearest-neighbour x2, then a 3-tap convolution that also sees the time since the onset at
+    the new rate (so the first frames of an onset can differ from the rest of their step): no
+    checkerboard, sharp attacks."""
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, 3, padding=1)
+        self.conv = nn.Conv1d(c_in + len(TIME_CONSTANTS_S), c_out, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+    def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), time], dim=1))
 
 
 class SoundVAE(nn.Module):
@@ -114,11 +129,12 @@ class SoundVAE(nn.Module):
                                    nn.Conv1d(w2, 2 * shape.local_dim, 1))
         self.decoder_in = nn.Conv1d(shape.local_dim + n_time, w2, 3, padding=1)
         self.decoder_global = nn.Linear(shape.latent_dim, w2)
-        self.decoder = nn.Sequential(
-            act, ResBlock(w2), ResBlock(w2, 2), ResBlock(w2, 4), nn.Dropout(shape.dropout),
-            Upsample(w2, w1), act, ResBlock(w1), ResBlock(w1, 2),
-            Upsample(w1, w1), act, nn.Conv1d(w1, shape.n_bands, 3, padding=1),
-        )
+        self.decoder_quarter = nn.Sequential(act, ResBlock(w2), ResBlock(w2, 2), ResBlock(w2, 4),
+                                             nn.Dropout(shape.dropout))
+        self.up_half = Upsample(w2, w1)
+        self.decoder_half = nn.Sequential(act, ResBlock(w1), ResBlock(w1, 2))
+        self.up_full = Upsample(w1, w1)
+        self.decoder_out = nn.Sequential(act, nn.Conv1d(w1, shape.n_bands, 3, padding=1))
 
     # -- encoding -------------------------------------------------------------
 
@@ -169,7 +185,9 @@ class SoundVAE(nn.Module):
         mean, logvar = self.local_prior(z, time)
         local = mean + torch.exp(0.5 * logvar) * u
         g = self.decoder_global(_as_path(z, time.shape[-1]).transpose(1, 2)).transpose(1, 2)
-        return self.decoder(self.decoder_in(torch.cat([local, time], dim=1)) + g)
+        h = self.decoder_quarter(self.decoder_in(torch.cat([local, time], dim=1)) + g)
+        h = self.decoder_half(self.up_half(h, refine_time(time, 2, self.shape.frame_seconds)))
+        return self.decoder_out(self.up_full(h, refine_time(time, 4, self.shape.frame_seconds)))
 
     def time(self, batch: int, length: int, offsets: torch.Tensor | None = None, device=None) -> torch.Tensor:
         device = device if device is not None else next(self.parameters()).device
@@ -183,12 +201,14 @@ class SoundVAE(nn.Module):
         latent comes from each sound's head: the window itself where it starts at 0, else `heads`
         (the sounds' first frames) for the windows at `head_index`.
         Returns (reconstruction, (mu_g, logvar_g), (mu_u, logvar_u)), and with `with_prior_decode`
-        also the reconstruction from the global latent alone (local detail at the prior's mean)."""
+        also (which windows, their reconstruction from the global latent alone) for the windows
+        that start their sound (local detail at the prior's mean)."""
         h = self.features(x)
         head_len = min(self.shape.frames, x.shape[-1]) // STRIDE
         mu_g, logvar_g = self.global_stats(h[..., :head_len], head_steps)
-        if heads is not None:
-            head_mu, head_logvar = self.global_stats(self.features(heads), head_steps[head_index])
+        if heads is not None:  # without gradients: the encoder learns from the windows that start at 0
+            with torch.no_grad():
+                head_mu, head_logvar = self.global_stats(self.features(heads), head_steps[head_index])
             mu_g = mu_g.index_copy(0, head_index, head_mu)
             logvar_g = logvar_g.index_copy(0, head_index, head_logvar)
         mu_u, logvar_u = self.local_stats(h)
@@ -201,9 +221,11 @@ class SoundVAE(nn.Module):
         recon = self.decode(z, u, time)
         if not with_prior_decode:
             return recon, (mu_g, logvar_g), (mu_u, logvar_u)
-        # What the global latent alone makes (detail at the prior's mean): how a new sound is made.
-        prior_recon = self.decode(z, torch.zeros_like(u), time)
-        return recon, (mu_g, logvar_g), (mu_u, logvar_u), prior_recon
+        # What the global latent alone makes (detail at the prior's mean) of the sounds from their
+        # start: how a new sound is made. (Windows inside long sounds skip it: half the cost there.)
+        starts = torch.nonzero(offsets == 0).flatten()
+        prior_recon = self.decode(z[starts], torch.zeros_like(u[starts]), time[starts]) if len(starts) else None
+        return recon, (mu_g, logvar_g), (mu_u, logvar_u), (starts, prior_recon)
 
 
 def _as_path(z: torch.Tensor, steps: int) -> torch.Tensor:

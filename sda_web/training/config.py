@@ -43,8 +43,9 @@ class TrainingConfig:
     free_bits: float = 0.25  # nats per latent dimension below which KL is not pushed down
     latent_dim: int = 64  # the global latent: what a sound is (the controls live here)
     local_dim: int = 8  # the local latent, every 4 frames: how it unfolds
-    width: int = 128  # channels at half the frame rate (a quarter rate uses 1.5x)
+    width: int = 96  # channels at half the frame rate (a quarter rate uses 1.5x)
     prior_weight: float = 0.5  # weight of the reconstruction from the global latent alone (how new sounds are made)
+    spectral_weight: float = 0.3  # weight of the linear-magnitude term (spectral convergence) in the reconstruction
     segment_seconds: float = 1.5  # a sound's head (what the global latent sees), the longest training window
     augment: bool = True
     augment_gain_db: float = 6.0  # random gain within +/- this many dB
@@ -70,6 +71,7 @@ class TrainingConfig:
         _check_int(self.local_dim, "Local latent size", 1, 256)
         _check_int(self.width, "Width", 4, 512)
         _check_float(self.prior_weight, "Prior reconstruction weight", 0.0, 100.0)
+        _check_float(self.spectral_weight, "Spectral loss weight", 0.0, 100.0)
         _check_float(self.segment_seconds, "Segment length", 0.1, 10.0)
         _check_float(self.augment_gain_db, "Augmentation gain", 0.0, 24.0)
         _check_int(self.augment_pitch_bins, "Augmentation pitch shift", 0, 16)
@@ -133,9 +135,10 @@ def get_adaptive_config(file_count: int, preset: "str | OverfittingPreset" = Ove
     if not isinstance(file_count, int) or file_count < 1:
         raise ConfigError("A dataset needs at least one usable file before training.")
     _, epochs, lr, dropout, wd, gain = next(t for t in _TIERS if file_count <= t[0])
-    # Small batches: more steps per epoch for the same compute (whole sounds batch by length, so a
-    # batch costs what its sounds do); on a 52-file kit, batch 8 reached 1.37x the ceiling, 16 1.45x.
-    batch = 8 if file_count <= 100 else 16
+    # Small batches: more steps per epoch (whole sounds batch by length, so a batch costs what its
+    # sounds do); on a 52-file kit batch 8 reached 1.37x the ceiling, 16 1.45x, but cost 2.3x the
+    # segment model's epoch: 8 up to 50 files, where epochs are short anyway.
+    batch = 8 if file_count <= 50 else 16
     kl = 0.1
     if preset is OverfittingPreset.CONSERVATIVE:
         epochs, lr, dropout, wd, kl = round(epochs * 0.6), lr * 0.5, dropout + 0.1, wd * 2, kl * 2

@@ -163,8 +163,9 @@ class SoundBank:
 
 
 def tail_frames(frames: int) -> int:
-    """Silence after a sound in training (a quarter of it, at least 8 frames): it learns to end."""
-    return max(8, frames // 4)
+    """Silence after a sound in training (a quarter of it, 8 to 24 frames, about 0.1-0.28 s): it
+    learns to end. Capped: a 12-s sound would otherwise add 3 s of silence to every epoch."""
+    return max(8, min(frames // 4, 24))
 
 
 def augment(batch: torch.Tensor, gain_db: float, band_shift: int, silence: float, std: float,

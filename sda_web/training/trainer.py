@@ -57,8 +57,12 @@ class Trainer:
         cfg = self.config
         out = self.model(batch.windows, batch.offsets, batch.head_steps, batch.heads, batch.head_index,
                          with_prior_decode=cfg.prior_weight > 0)
-        prior_recon = out[3] if len(out) > 3 else None
-        return sound_vae_loss(out[0], batch.windows, out[1], out[2], kl_weight, free_bits, prior_recon, cfg.prior_weight)
+        prior_target = prior_recon = None
+        if len(out) > 3 and out[3][1] is not None:
+            starts, prior_recon = out[3]
+            prior_target = batch.windows[starts]
+        return sound_vae_loss(out[0], batch.windows, out[1], out[2], kl_weight, free_bits, prior_recon,
+                              cfg.prior_weight, prior_target, cfg.spectral_weight, self.std)
 
     def train_epoch(self, epoch_index: int, on_step: Callable[[int], None] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> EpochResult | None:
