@@ -136,9 +136,9 @@ def get_adaptive_config(file_count: int, preset: "str | OverfittingPreset" = Ove
         raise ConfigError("A dataset needs at least one usable file before training.")
     _, epochs, lr, dropout, wd, gain = next(t for t in _TIERS if file_count <= t[0])
     # Small batches: more steps per epoch (whole sounds batch by length, so a batch costs what its
-    # sounds do); on a 52-file kit batch 8 reached 1.37x the ceiling, 16 1.45x, but cost 2.3x the
-    # segment model's epoch: 8 up to 50 files, where epochs are short anyway.
-    batch = 8 if file_count <= 50 else 16
+    # sounds do). On a 52-file kit, batch 8 vs 16: transform LSD 1.52x vs 1.68x the ceiling, quiet-cell
+    # hiss +1.0 vs +3.3 dB, for 2.3x vs 1.8x the segment model's epoch time (docs/DESIGN-NOTES.md).
+    batch = 8 if file_count <= 100 else 16
     kl = 0.1
     if preset is OverfittingPreset.CONSERVATIVE:
         epochs, lr, dropout, wd, kl = round(epochs * 0.6), lr * 0.5, dropout + 0.1, wd * 2, kl * 2
