@@ -23,7 +23,7 @@ from sda_web.generation.transform import transform_variation
 from sda_web.library import list_models
 from sda_web.model import ConvVAE, ModelShape, vae_loss
 from sda_web.training import TrainingRunner, get_adaptive_config
-from sda_web.training.data import FeatureStats, compute_log_features, feature_stats
+from sda_web.training.data import compute_log_features, feature_stats
 
 torch.set_num_threads(1)
 RATE = 44_100

@@ -101,11 +101,11 @@ def ensure_analysis(run_dir: Path, model: TrainedModel, progress: Progress | Non
 @torch.no_grad()
 def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
             progress: Progress | None = None) -> LatentAnalysis:
-    """Posterior means of every segment of `files`, their PCA, and labelled controls."""
+    """Posterior means of every sound (segment model: every segment) of `files`, their PCA, and labelled controls."""
     started = time.perf_counter()
     spec, frames = model.spec, model.frames
     total = len(files) + 1
-    latents, feats, owners, names = [], [], [], []
+    latents, feats, names = [], [], []
     for index, path in enumerate(files):
         try:
             wave = torch.from_numpy(load_mono(path, spec.sample_rate))
@@ -119,7 +119,6 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
                             for chunk in segments.split(ENCODE_BATCH)])
         latents.append(mu.double())
         feats.append(segment_features(segments, spec))
-        owners += [len(names)] * len(mu)
         names.append(Path(path).name)
         if progress:
             progress(index + 1, total)
@@ -128,7 +127,6 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
 
     z = torch.cat(latents)  # (segments, latent)
     features = {k: torch.cat([f[k] for f in feats]) for k in FEATURES}
-    owners_t = torch.tensor(owners)
     mean = z.mean(dim=0)
     basis, basis_std, explained = _pca(z - mean)
     # A file's own latent: its sound from the start (whole-sound model), the mean of its segments (segment model).
