@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from ..audio.features import FeatureSpec, checkpoint_spec, log_features
+from ..audio.features import FeatureSpec, checkpoint_spec, features_to_power, log_features
+from ..audio.inverse import griffin_lim
 from ..model import ConvVAE, ModelShape, SoundShape, SoundVAE, build_model
 from ..model.sound_vae import STRIDE, padded_length
 from ..training.checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, load_checkpoint, model_state
@@ -151,9 +152,6 @@ class TrainedModel:
     def reconstruct(self, wave: torch.Tensor, n_iter: int | None = None) -> torch.Tensor:
         """The model's plain reconstruction of a whole mono waveform, as long as it (what a
         transform with nothing moved makes, before its level match)."""
-        from ..audio.inverse import griffin_lim
-        from ..audio.features import features_to_power
-
         iters = self.spec.griffin_lim_iters if n_iter is None else int(n_iter)
         samples = int(wave.shape[-1])
         code = self.encode(wave)
