@@ -25,7 +25,7 @@ from ..audio.inverse import griffin_lim
 from ..model import ConvVAE, ModelShape, SoundShape, SoundVAE, build_model
 from ..model.sound_vae import STRIDE, padded_length
 from ..training.checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, load_checkpoint, model_state
-from ..training.data import FeatureStats, tail_frames
+from ..training.data import FeatureStats, head_steps, sound_length
 from .segments import overlap_add, segment_layout, segment_windows
 from .settings import default_duration
 
@@ -103,11 +103,11 @@ class TrainedModel:
             mu, _ = self.model.encode(segments.to(self.device))
             return SoundCode(mu.float().cpu(), None)
         length = feats.shape[-1]
-        total = max(padded_length(length + tail_frames(length)), self.path_length(samples) * STRIDE)
+        total = max(sound_length(length), self.path_length(samples) * STRIDE)
         x = torch.full((feats.shape[0], total), self.silence)
         x[:, :length] = feats
-        head_steps = torch.tensor([min(padded_length(length + tail_frames(length)), self.frames) // STRIDE])
-        mu_g, _, mu_u, _ = self.model.encode(x[None].to(self.device), head_steps.to(self.device))
+        steps = torch.tensor([head_steps(sound_length(length), self.frames)], device=self.device)
+        mu_g, _, mu_u, _ = self.model.encode(x[None].to(self.device), steps)
         count = self.path_length(samples)
         return SoundCode(mu_g.float().cpu().expand(count, -1).contiguous(), mu_u[0, :, :count].float().cpu())
 

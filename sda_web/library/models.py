@@ -433,16 +433,8 @@ def _model_info(run: RunInfo) -> ModelInfo:
     return ModelInfo(
         model_id=run.run_id, name=_display_name(run), dataset=run.dataset, epochs_trained=run.epochs_done,
         total_epochs=run.total_epochs, best_val_loss=run.best_val_loss, created=run.created, status=run.status,
-        controls=_control_labels(run.run_dir), run_dir=run.run_dir, typical_seconds=_typical_seconds(run.run_dir),
+        controls=_control_labels(run.run_dir), run_dir=run.run_dir, typical_seconds=run.typical_seconds,
     )
-
-
-def _typical_seconds(run_dir: Path) -> float | None:
-    try:
-        value = read_json(run_dir / "run.json").get("typical_seconds")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def _display_name(run: RunInfo) -> str:

@@ -22,7 +22,7 @@ from .sound_vae import gaussian_kl
 
 class VAELoss(NamedTuple):
     total: torch.Tensor  # what is minimised (annealed KL weight, free bits)
-    recon: torch.Tensor  # mean squared error per element
+    recon: torch.Tensor  # mean squared error per element (+ the spectral term, for the whole-sound model)
     kl: torch.Tensor  # true KL per element (no free bits), for reporting
 
 

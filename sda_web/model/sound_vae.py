@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -60,6 +61,13 @@ class SoundShape:
     def from_dict(cls, data: dict) -> "SoundShape":
         return cls(**{k: v for k, v in data.items() if k != "kind"})
 
+
+class TrainingPass(NamedTuple):
+    recon: torch.Tensor
+    global_stats: tuple[torch.Tensor, torch.Tensor]  # (mu, logvar) of the global latent
+    local_stats: tuple[torch.Tensor, torch.Tensor]  # (mu, logvar) of the local residual u
+    prior_starts: torch.Tensor | None  # which windows (those that start their sound) prior_recon holds
+    prior_recon: torch.Tensor | None  # those windows decoded from the global latent alone
 
 
 def time_features(offsets: torch.Tensor, length: int, frame_seconds: float) -> torch.Tensor:
@@ -196,13 +204,12 @@ class SoundVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor, head_steps: torch.Tensor,
                 heads: torch.Tensor | None = None, head_index: torch.Tensor | None = None,
-                with_prior_decode: bool = False):
+                with_prior_decode: bool = False) -> TrainingPass:
         """Training pass over windows `x` that start `offsets` frames into their sounds. The global
         latent comes from each sound's head: the window itself where it starts at 0, else `heads`
         (the sounds' first frames) for the windows at `head_index`.
-        Returns (reconstruction, (mu_g, logvar_g), (mu_u, logvar_u)), and with `with_prior_decode`
-        also (which windows, their reconstruction from the global latent alone) for the windows
-        that start their sound (local detail at the prior's mean)."""
+        With `with_prior_decode`, the windows that start their sound are also decoded from the
+        global latent alone (local detail at the prior's mean)."""
         h = self.features(x)
         head_len = min(self.shape.frames, x.shape[-1]) // STRIDE
         mu_g, logvar_g = self.global_stats(h[..., :head_len], head_steps)
@@ -219,13 +226,12 @@ class SoundVAE(nn.Module):
             z, u = mu_g, mu_u
         time = self.time(x.shape[0], x.shape[-1], offsets, x.device)
         recon = self.decode(z, u, time)
-        if not with_prior_decode:
-            return recon, (mu_g, logvar_g), (mu_u, logvar_u)
-        # What the global latent alone makes (detail at the prior's mean) of the sounds from their
-        # start: how a new sound is made. (Windows inside long sounds skip it: half the cost there.)
-        starts = torch.nonzero(offsets == 0).flatten()
-        prior_recon = self.decode(z[starts], torch.zeros_like(u[starts]), time[starts]) if len(starts) else None
-        return recon, (mu_g, logvar_g), (mu_u, logvar_u), (starts, prior_recon)
+        starts = prior_recon = None
+        if with_prior_decode:  # how a new sound is made; windows inside long sounds skip it (half the cost there)
+            starts = torch.nonzero(offsets == 0).flatten()
+            if len(starts):
+                prior_recon = self.decode(z[starts], torch.zeros_like(u[starts]), time[starts])
+        return TrainingPass(recon, (mu_g, logvar_g), (mu_u, logvar_u), starts, prior_recon)
 
 
 def _as_path(z: torch.Tensor, steps: int) -> torch.Tensor:

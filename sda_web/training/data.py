@@ -91,8 +91,8 @@ class SoundBank:
         self.silence = float(stats.normalise(torch.tensor(math.log(spec.log_floor))))
         self.n_bands = spec.n_bands
         self.sounds = [stats.normalise(f).to(device) for f in feats]
-        self.lengths = [padded_length(f.shape[1] + tail_frames(f.shape[1])) for f in feats]
-        self.head_steps = torch.tensor([min(n, frames) // STRIDE for n in self.lengths], dtype=torch.long)
+        self.lengths = [sound_length(f.shape[1]) for f in feats]
+        self.head_steps = torch.tensor([head_steps(n, frames) for n in self.lengths], dtype=torch.long)
         self.per_file = [max(1, round(n / frames)) if n > frames else 1 for n in self.lengths]
 
     @property
@@ -160,6 +160,18 @@ class SoundBank:
             head_index = torch.tensor(later, dtype=torch.long)
         return Batch(windows, offsets.to(self.device), head_steps.to(self.device), heads,
                      head_index.to(self.device) if head_index is not None else None)
+
+
+def sound_length(frames: int) -> int:
+    """The frames a sound of `frames` is learnt (and encoded) as: itself, its tail of silence,
+    rounded up to what the model halves twice."""
+    return padded_length(frames + tail_frames(frames))
+
+
+def head_steps(length: int, head: int) -> int:
+    """Local-latent steps the global latent pools over, for a sound of `length` frames
+    (`sound_length`) and a model head of `head` frames."""
+    return min(length, head) // STRIDE
 
 
 def tail_frames(frames: int) -> int:

@@ -45,6 +45,7 @@ class RunInfo:
     has_checkpoint: bool
     run_dir: Path
     error: str | None = None
+    typical_seconds: float | None = None  # median length of the sounds it learnt from (None: older runs)
 
 
 def runs_root(data_dir: Path) -> Path:
@@ -73,6 +74,10 @@ def write_run_record(run_dir: Path, **fields) -> dict:
     record.update(fields)
     atomic_write_json(path, record)
     return record
+
+
+def _positive(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
 SEGMENT_MODEL_CANNOT_RESUME = ("This run was trained with the earlier segment model, which cannot train further; "
@@ -117,6 +122,7 @@ def load_run(data_dir: Path, run_id: str) -> RunInfo:
             has_checkpoint=(run_dir / "checkpoints" / "latest.pt").exists(),
             run_dir=run_dir,
             error=record.get("error"),
+            typical_seconds=_positive(record.get("typical_seconds")),
         )
     except (AttributeError, TypeError, ValueError):
         raise RunError(f"The record of run {run_id!r} is unreadable.") from None

@@ -19,7 +19,7 @@ from ..storage import atomic_write_json
 from .config import ConfigError, TrainingConfig
 from .devices import resolve_device, torch_threads
 from .events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent, TrainingEvent
-from .runs import SEGMENT_MODEL_CANNOT_RESUME, RunError, now_iso, preview_paths, save_history, write_run_record
+from .runs import RunError, now_iso, preview_paths, save_history, write_run_record
 
 Emit = Callable[[TrainingEvent], None]
 TimingSink = Callable[[dict], None]
@@ -136,8 +136,6 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     if session.resume:
         latest = ckpt.get_latest_checkpoint(run_dir)
         payload = ckpt.load_checkpoint(latest, map_location=device)  # latest, never best
-        if payload.get("model_shape", {}).get("kind") != SoundShape.kind:
-            raise RunError(SEGMENT_MODEL_CANNOT_RESUME)
         spec = checkpoint_spec(payload)
         stats = FeatureStats(**payload["feature_stats"])
         train_feats = compute_log_features(session.train_files, spec, stop_requested)

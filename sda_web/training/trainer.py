@@ -53,16 +53,13 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(self.train_bank.segments_per_epoch / self.config.batch_size)
 
-    def loss(self, batch: Batch, kl_weight: float, free_bits: float):
+    def loss(self, batch: Batch, kl_weight: float, free_bits: float, prior_weight: float):
         cfg = self.config
         out = self.model(batch.windows, batch.offsets, batch.head_steps, batch.heads, batch.head_index,
-                         with_prior_decode=cfg.prior_weight > 0)
-        prior_target = prior_recon = None
-        if len(out) > 3 and out[3][1] is not None:
-            starts, prior_recon = out[3]
-            prior_target = batch.windows[starts]
-        return sound_vae_loss(out[0], batch.windows, out[1], out[2], kl_weight, free_bits, prior_recon,
-                              cfg.prior_weight, prior_target, cfg.spectral_weight, self.std)
+                         with_prior_decode=prior_weight > 0)
+        prior_target = batch.windows[out.prior_starts] if out.prior_recon is not None else None
+        return sound_vae_loss(out.recon, batch.windows, out.global_stats, out.local_stats, kl_weight, free_bits,
+                              out.prior_recon, prior_weight, prior_target, cfg.spectral_weight, self.std)
 
     def train_epoch(self, epoch_index: int, on_step: Callable[[int], None] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> EpochResult | None:
@@ -86,7 +83,7 @@ class Trainer:
                 batch = augment_batch(batch, cfg.augment_gain_db, cfg.augment_pitch_bins,
                                       self.train_bank.silence, self.std, self.generator)
             t0 = time.perf_counter()
-            loss = self.loss(batch, kl_weight, cfg.free_bits)
+            loss = self.loss(batch, kl_weight, cfg.free_bits, cfg.prior_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
             if cfg.grad_clip > 0:
@@ -112,7 +109,8 @@ class Trainer:
         sums = torch.zeros(2, device=self.device)
         count = 0
         for examples in self.val_batches:
-            loss = self.loss(self.val_bank.collate(examples), 0.0, 0.0)
+            # (no global-only decode: validation reports reconstruction and KL alone)
+            loss = self.loss(self.val_bank.collate(examples), 0.0, 0.0, prior_weight=0.0)
             sums += torch.stack([loss.recon, loss.kl]) * len(examples)
             count += len(examples)
         recon_mean, kl_mean = (sums / count).tolist()
