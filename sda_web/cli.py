@@ -70,6 +70,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--kl-weight-max", type=float)
     train.add_argument("--seed", type=int)
+    train.add_argument("--patience", type=int,
+                       help="stop after this many epochs without a new best validation loss "
+                            "(0: train to the end; default: set by the preset)")
+    train.add_argument("--from", dest="start_from", metavar="MODEL",
+                       help="start from the weights of a model in the library (name or id, or \"latest\") "
+                            "instead of from scratch")
     train.add_argument("--name", help="dataset name (default: the folder's name)")
     train.add_argument("--resume", action="store_true", help="continue the latest run on this dataset")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -189,10 +195,20 @@ def _cmd_train(args) -> int:
         config = get_adaptive_config(manifest.file_count, args.preset).with_overrides(
             epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
             dropout=args.dropout, weight_decay=args.weight_decay, kl_weight_max=args.kl_weight_max, seed=args.seed,
+            patience=args.patience,
         )
-        run_id = runner.start(manifest.name, config, events.put, device=args.device)
+        base = None
+        if args.start_from:
+            from .library.models import resolve_model
+
+            base = resolve_model(data_dir, args.start_from)
+        run_id = runner.start(manifest.name, config, events.put, device=args.device,
+                              start_from=base.model_id if base else None)
+        stops = f"stops after {config.patience} epochs without a new best" if config.patience else "trains to the end"
         print(f"Training run {run_id}: {config.epochs} epochs, preset {config.preset}, "
-              f"learning rate {config.learning_rate:g}, batch {config.batch_size}.")
+              f"learning rate {config.learning_rate:g}, batch {config.batch_size}; {stops}.")
+        if base is not None:
+            print(f"Starting from model {base.name!r} (its weights, sound features and size).")
     from .cli_progress import follow_run
 
     return follow_run(runner, events, data_dir, manifest.name)
@@ -240,13 +256,22 @@ def _cmd_generate(args) -> int:
     if args.out is None:
         for sound in generate_sounds(data_dir, request, device=args.device):
             print(sound.audio_path)
+            _print_nearest(sound.variation, sound.nearest)
         return 0
     made = render(data_dir, request, device=args.device)
     fmt = AudioFormat.parse(request.format, request.bits, request.rate)
     for variation, wave in made.waves.items():
         path = args.out / sound_file_name(model.name, seed, variation, fmt)
         print(write_audio(path, wave, made.sample_rate, fmt))
+        _print_nearest(variation, made.nearest.get(variation))
     return 0
+
+
+def _print_nearest(variation: int, nearest) -> None:
+    """New sound or copy, on stderr (stdout lists only the files, for scripts)."""
+    if nearest is not None:
+        print(f"  variation {variation}: {nearest.sentence()}, {nearest.distance_db:.1f} dB "
+              f"(its closest sibling is {nearest.sibling_db:.1f} dB away)", file=sys.stderr)
 
 
 def _cmd_transform(args) -> int:

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from .training.events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent
+from .training.memorisation import memorisation_sign
 
 BAR_WIDTH = 24
 
@@ -61,6 +62,8 @@ def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, 
     live = out.isatty()
     last: EpochMetrics | None = None
     total, steps = 0, 0
+    history: list[EpochMetrics] = []
+    warned = False  # the memorisation line is printed once, when it first holds
     while True:
         try:
             event = events.get(timeout=0.2)
@@ -78,8 +81,13 @@ def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, 
                 print("\r\033[K" + progress_line(event.epoch, total, event.step, steps, last), end="", file=out, flush=True)
         elif isinstance(event, EpochMetrics):
             last = event
+            history = [m for m in history if m.epoch < event.epoch] + [event]
             if not live:
                 print(progress_line(event.epoch, event.total_epochs, steps, steps, event), file=out, flush=True)
+            sign = None if warned else memorisation_sign(history, event.total_epochs)
+            if sign is not None:
+                warned = True
+                print(("\r\033[K" if live else "") + f"Epoch {event.epoch}: {sign.sentence()}", file=out, flush=True)
         elif isinstance(event, PreviewEvent):
             prefix = "\r\033[K" if live else ""
             val = f"val {last.val_loss:.4f} · " if last and last.val_loss is not None else ""
@@ -97,6 +105,11 @@ def _report_end(event: TrainingCompleteEvent, data_dir, dataset: str, out) -> in
         print(f"Finished {event.epochs_done}/{event.total_epochs} epochs{best}. Checkpoint: {event.checkpoint_path}", file=out)
         return 0
     resume = f"sda train {shlex.quote(dataset)} --resume --data-dir {shlex.quote(str(data_dir))}"
+    if event.outcome == "stopped":
+        print(f"Stopped at epoch {event.epochs_done}/{event.total_epochs}: no better for {event.patience} epochs; "
+              f"the best weights (epoch {event.best_epoch}{best}) are what the model uses. "
+              f"To train further anyway:\n  {resume}", file=out)
+        return 0
     if event.outcome == "cancelled":
         print(f"Stopped after epoch {event.epochs_done}/{event.total_epochs}{best}. "
               f"Checkpoint saved; resume with:\n  {resume}", file=out)

@@ -66,9 +66,10 @@ class ScriptedRunner:
     def current_run_id(self):
         return "run-1" if self._running else None
 
-    def start(self, dataset, config, callback, device="auto"):
+    def start(self, dataset, config, callback, device="auto", start_from=None):
         self.callback, self._running = callback, True
         self.started.append((dataset, config))
+        self.start_from = start_from
         return "run-1"
 
     def resume(self, run_id, callback, epochs=None, device="auto"):

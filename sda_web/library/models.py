@@ -17,9 +17,11 @@ from pathlib import Path
 
 from ..generation.settings import default_duration
 from ..storage import atomic_write_bytes, atomic_write_json, read_json
-from ..training.runs import RunError, RunInfo, list_runs, load_run
+from ..training.runs import RunError, RunInfo, is_segment_run, list_runs, load_run
 
 MODEL_FILE = "model.json"
+BEST, LAST = "best", "last"  # which of a model's weights generate: best.pt or latest.pt
+WEIGHTS = (BEST, LAST)
 MAX_NAME_LENGTH = 80
 LATEST = "latest"  # in the CLI: the newest model
 EXPORTS_DIR = "exports"
@@ -59,11 +61,21 @@ class ModelInfo:
     controls: tuple[str, ...]  # sound-control labels, when the latent analysis exists
     run_dir: Path
     typical_seconds: float | None = None  # median length of the sounds it learnt from (None: older runs)
+    weights: str = BEST  # which weights make its sounds: BEST (the lowest validation loss) or LAST
+    best_epoch: int | None = None  # the epoch of the best weights (None: older runs)
+    started_from: str | None = None  # the model it started from (None: from scratch)
 
     @property
     def default_duration_s(self) -> float:
         """What Generate and `sda generate` make when no length is asked for."""
         return default_duration(self.typical_seconds)
+
+    @property
+    def copy_share(self) -> float | None:
+        """The share of near copies among variations at variation 1, once measured (after training)."""
+        from ..generation.novelty import stored_copy_share
+
+        return stored_copy_share(self.run_dir)
 
     @property
     def is_training(self) -> bool:
@@ -77,12 +89,18 @@ class ModelInfo:
         return {"id": self.model_id, "name": self.name, "dataset": self.dataset,
                 "epochs_trained": self.epochs_trained, "total_epochs": self.total_epochs,
                 "best_val_loss": self.best_val_loss, "created": self.created, "status": self.status,
-                "controls": list(self.controls), "run_dir": str(self.run_dir)}
+                "controls": list(self.controls), "run_dir": str(self.run_dir), "weights": self.weights,
+                "best_epoch": self.best_epoch, "started_from": self.started_from}
 
 
 def list_models(data_dir: Path) -> list[ModelInfo]:
     """Every run with a checkpoint, newest first."""
     return [_model_info(run) for run in list_runs(Path(data_dir)) if run.has_checkpoint]
+
+
+def start_choices(data_dir: Path) -> list[ModelInfo]:
+    """The models a new run can start from: trained, not training, and of whole sounds."""
+    return [m for m in list_models(data_dir) if not m.is_training and not is_segment_run(m.run_dir)]
 
 
 def load_model(data_dir: Path, model_id: str) -> ModelInfo:
@@ -135,8 +153,29 @@ def rename_model(data_dir: Path, model_id: str, name: str) -> ModelInfo:
             raise ModelError(f"Another model is already called {other.name!r}; choose a different name.")
         if clean.casefold() == other.model_id.casefold():
             raise ModelError(f"{clean!r} is another model's id; choose a different name.")
-    atomic_write_json(model.run_dir / MODEL_FILE, {"name": clean})
+    _write_sidecar(model.run_dir, name=clean)
     return load_model(data_dir, model_id)
+
+
+def choose_weights(data_dir: Path, model_id: str, which: str) -> ModelInfo:
+    """Make a model generate (and export) with its best or its last weights."""
+    model = load_model(data_dir, model_id)
+    if which not in WEIGHTS:
+        raise ModelError(f"Choose {BEST!r} or {LAST!r} weights, not {which!r}.")
+    _write_sidecar(model.run_dir, weights=which)
+    return load_model(data_dir, model_id)
+
+
+def _sidecar(run_dir: Path) -> dict:
+    try:
+        data = read_json(Path(run_dir) / MODEL_FILE)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_sidecar(run_dir: Path, **fields) -> None:
+    atomic_write_json(Path(run_dir) / MODEL_FILE, {**_sidecar(run_dir), **fields})
 
 
 def delete_model(data_dir: Path, model_id: str) -> None:
@@ -164,7 +203,7 @@ def export_model(data_dir: Path, model_id: str, dest: Path | None = None) -> Pat
     dest = Path(dest) if dest is not None else Path(data_dir) / EXPORTS_DIR / f"{model.model_id}.zip"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("model.pt", _weights_only_checkpoint(model.run_dir))
+        archive.writestr("model.pt", _weights_only_checkpoint(model.run_dir, model.weights))
         for name in _EXPORTED_FILES:
             path = model.run_dir / name
             if path.is_file():
@@ -413,9 +452,9 @@ def export_file_name(model: ModelInfo) -> str:
     return f"{stem}.sda-model.zip"
 
 
-def _weights_only_checkpoint(run_dir: Path) -> bytes:
+def _weights_only_checkpoint(run_dir: Path, which: str = BEST) -> bytes:
     best = Path(run_dir) / "checkpoints" / "best.pt"
-    if best.is_file():
+    if which == BEST and best.is_file():
         return best.read_bytes()
     import torch
 
@@ -434,16 +473,15 @@ def _model_info(run: RunInfo) -> ModelInfo:
         model_id=run.run_id, name=_display_name(run), dataset=run.dataset, epochs_trained=run.epochs_done,
         total_epochs=run.total_epochs, best_val_loss=run.best_val_loss, created=run.created, status=run.status,
         controls=_control_labels(run.run_dir), run_dir=run.run_dir, typical_seconds=run.typical_seconds,
+        weights=LAST if _sidecar(run.run_dir).get("weights") == LAST else BEST, best_epoch=run.best_epoch,
+        started_from=run.started_from,
     )
 
 
 def _display_name(run: RunInfo) -> str:
-    try:
-        name = read_json(run.run_dir / MODEL_FILE).get("name")
-        if isinstance(name, str) and name.strip():
-            return name
-    except (OSError, ValueError, AttributeError):
-        pass
+    name = _sidecar(run.run_dir).get("name")
+    if isinstance(name, str) and name.strip():
+        return name
     when = run.created[:16].replace("T", " ") if run.created else run.run_id
     return f"{run.dataset} {when}".strip()
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..generation.export import AudioFormat, waveform_svg
+from ..generation.novelty import Nearest
 from ..generation.settings import GENERATION_GL_ITERS, MIN_DURATION_S, Blend, GenerationSettings
 from ..storage import atomic_write_bytes, atomic_write_json, read_json
 from .models import ModelInfo, resolve_model
@@ -112,6 +113,7 @@ class Sound:
     file_name: str
     sound_dir: Path
     sources: dict = field(default_factory=dict)  # kept-sound id -> {"name", "origin", "dataset"}: what it came from
+    nearest: Nearest | None = None  # its nearest training file (None: made before this was measured)
 
     @property
     def audio_path(self) -> Path:
@@ -144,7 +146,7 @@ class Sound:
         return {"id": self.sound_id, "batch": self.batch, "created": self.created, "params": self.request.to_dict(),
                 "variation": self.variation, "model_name": self.model_name, "model_epoch": self.model_epoch,
                 "sample_rate": self.sample_rate, "duration_s": self.duration_s, "file": self.file_name,
-                "sources": self.sources}
+                "sources": self.sources, **({"nearest": self.nearest.to_dict()} if self.nearest else {})}
 
 
 # -- making sounds ----------------------------------------------------------
@@ -201,6 +203,7 @@ class Rendered:
     waves: dict  # variation (1-based) -> float32 mono numpy array
     request: SoundRequest  # as validated, `model` set to the model id
     sources: dict = field(default_factory=dict)  # kept-sound id -> {"name", "origin", "dataset"}
+    nearest: dict = field(default_factory=dict)  # variation -> Nearest (its nearest training file), when known
 
 
 def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progress: Progress | None = None,
@@ -235,7 +238,7 @@ def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progre
         if progress:
             progress(done, len(wanted))
     kept = {ref: {"name": src.name, "origin": src.origin, "dataset": src.dataset} for ref, src in sources.items()}
-    return Rendered(model, trained.epoch, rate, waves, request, kept)
+    return Rendered(model, trained.epoch, rate, waves, request, kept, _nearest(model, trained, analysis, waves))
 
 
 def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device: str = "cpu") -> Rendered:
@@ -254,7 +257,7 @@ def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device:
     request = replace(request, duration_s=len(wave) / rate)
     settings = _checked(request.settings(), analysis, {}, transform=True)
     waves = {v: transform_variation(trained, analysis, wave, settings, v - 1) for v in range(1, settings.variations + 1)}
-    return Rendered(model, trained.epoch, rate, waves, request)
+    return Rendered(model, trained.epoch, rate, waves, request, nearest=_nearest(model, trained, analysis, waves))
 
 
 def _source_wave(source, sample_rate: int):
@@ -295,7 +298,7 @@ def generate_sounds(data_dir: Path, request: SoundRequest, *, device: str = "cpu
         sound = Sound(sound_id=sound_id, batch=batch, created=created, request=made.request, variation=variation,
                       model_name=made.model.name, model_epoch=made.model_epoch, sample_rate=fmt.output_rate(rate),
                       duration_s=len(wave) / rate, file_name="sound" + fmt.extension, sound_dir=folder,
-                      sources=made.sources)
+                      sources=made.sources, nearest=made.nearest.get(variation))
         atomic_write_bytes(sound.audio_path, encode_audio(wave, rate, fmt))
         picture = waveform_svg(wave, label=f"Waveform of {sound.title}, {sound.duration_s:.1f} s")
         atomic_write_bytes(sound.waveform_path, picture.encode("utf-8"))
@@ -371,7 +374,8 @@ def sample_pack(data_dir: Path, batch: str) -> tuple[bytes, str]:
         "model": {"id": first.request.model, "name": first.model_name, "epoch": first.model_epoch},
         "settings": first.request.to_dict(), "sources": first.sources,
         "sounds": [{"file": name, "variation": s.variation, "seed": s.request.seed, "duration_s": s.duration_s,
-                    "sample_rate": s.sample_rate, "format": s.request.format, "bits": s.request.bits}
+                    "sample_rate": s.sample_rate, "format": s.request.format, "bits": s.request.bits,
+                    **({"nearest_training_file": s.nearest.to_dict()} if s.nearest else {})}
                    for name, s in files],
     }
     buffer = io.BytesIO()
@@ -447,7 +451,8 @@ def _read_sound(folder: Path) -> Sound:
                  request=SoundRequest.from_dict(data["params"]), variation=int(data["variation"]),
                  model_name=data.get("model_name", ""), model_epoch=int(data.get("model_epoch", 0)),
                  sample_rate=int(data["sample_rate"]), duration_s=float(data["duration_s"]), file_name=data["file"],
-                 sound_dir=folder, sources=dict(data.get("sources") or {}))
+                 sound_dir=folder, sources=dict(data.get("sources") or {}),
+                 nearest=Nearest.from_dict(data["nearest"]) if data.get("nearest") else None)
 
 
 def _new_batch_id() -> str:
@@ -475,9 +480,9 @@ def _load(model: ModelInfo, device: str):
     from ..generation.analysis import AnalysisError
     from ..generation.controls import ensure_analysis
     from ..generation.loading import load_trained_model
-    from ..training.checkpoints import get_best_checkpoint
+    from ..training.checkpoints import get_best_checkpoint, get_latest_checkpoint
 
-    checkpoint = get_best_checkpoint(model.run_dir)
+    checkpoint = (get_latest_checkpoint if model.weights == "last" else get_best_checkpoint)(model.run_dir)
     if checkpoint is None:
         raise SoundError(f"Model {model.name!r} has no checkpoint.")
     stat = checkpoint.stat()
@@ -485,7 +490,7 @@ def _load(model: ModelInfo, device: str):
     with _cache_lock:
         hit = _cached.get(key)
         if hit is None:
-            trained = load_trained_model(model.run_dir, "best", device)
+            trained = load_trained_model(model.run_dir, model.weights, device)
             try:
                 analysis = ensure_analysis(model.run_dir, trained, progress=None)
             except AnalysisError:  # not analysed, and its sound files are not here (an imported model)
@@ -494,3 +499,21 @@ def _load(model: ModelInfo, device: str):
             _cached[key] = hit = (trained, analysis)
     return hit
 
+
+_fingerprint_cache: dict = {}  # (run folder, epoch) -> Fingerprints | None: one model's, like _cached
+
+
+def _nearest(model: ModelInfo, trained, analysis, waves: dict) -> dict:
+    """Each wave's nearest training file (empty when the model's files are not here)."""
+    from ..generation.controls import run_files
+    from ..generation.novelty import ensure_fingerprints
+
+    key = (str(model.run_dir), trained.epoch, trained.spec.sample_rate)
+    with _cache_lock:
+        if key not in _fingerprint_cache:
+            _fingerprint_cache.clear()
+            _fingerprint_cache[key] = ensure_fingerprints(model.run_dir, trained, run_files(model.run_dir), analysis)
+        prints = _fingerprint_cache[key]
+    if prints is None:
+        return {}
+    return {variation: prints.nearest(wave, trained.spec) for variation, wave in waves.items()}

@@ -56,12 +56,15 @@ class PreviewEvent:
 
 @dataclass(frozen=True)
 class TrainingCompleteEvent:
-    outcome: Literal["completed", "cancelled", "failed"]
+    # stopped: no new best for `patience` epochs (the run stopped itself; it resumes like a cancelled one)
+    outcome: Literal["completed", "stopped", "cancelled", "failed"]
     epochs_done: int
     total_epochs: int
     best_val_loss: float | None
     checkpoint_path: str | None
     error: str | None = None
+    best_epoch: int | None = None
+    patience: int | None = None  # with "stopped": the epochs it waited for a new best
 
 
 TrainingEvent = Union[RunStarted, StepProgress, EpochMetrics, PreviewEvent, TrainingCompleteEvent]

@@ -82,11 +82,17 @@ class TrainingRunner:
         process = self._process
         return process.pid if process is not None else None
 
-    def start(self, dataset: str, config: TrainingConfig, callback: Callback, device: str = "auto") -> str:
+    def start(self, dataset: str, config: TrainingConfig, callback: Callback, device: str = "auto",
+              start_from: str | None = None) -> str:
+        """A new run on `dataset`; with `start_from` (a model's run id) it starts from that model's
+        best weights, features and size instead of from scratch."""
         from ..datasets import DatasetError, load_dataset
 
         self._ensure_idle()  # checked again under the lock; this answers fast and first
         config = config.validated()
+        base_dir = None
+        if start_from:
+            base_dir, config = self._starting_point(start_from, config)
         manifest = load_dataset(self.data_dir, dataset)
         if manifest.file_count == 0:
             raise DatasetError(f"Dataset {manifest.name!r} has no usable sound files; add some on the Data tab.")
@@ -103,10 +109,11 @@ class TrainingRunner:
                 run_dir, run_id=run_id, dataset=manifest.name, status="running", created=now_iso(),
                 epochs_done=0, total_epochs=config.epochs, best_val_loss=None, pid=os.getpid(),
                 train_files=[names[i] for i in train_idx], val_files=[names[i] for i in val_idx], error=None,
+                started_from=start_from or None,
             )
             session = Session(run_id, run_dir, manifest.name, config,
                               [audio_dir / names[i] for i in train_idx], [audio_dir / names[i] for i in val_idx],
-                              device, resume=False)
+                              device, resume=False, start_from=base_dir)
             self._launch(session, callback)
         return run_id
 
@@ -141,7 +148,8 @@ class TrainingRunner:
         with self._lock:
             self._ensure_idle()
             atomic_write_json(info.run_dir / "config.json", config.to_dict())
-            write_run_record(info.run_dir, status="running", total_epochs=config.epochs, pid=os.getpid(), error=None)
+            write_run_record(info.run_dir, status="running", total_epochs=config.epochs, pid=os.getpid(), error=None,
+                             patience_stop=None)
             self._launch(Session(run_id, info.run_dir, info.dataset, config, train, val, device, resume=True), callback)
         return run_id
 
@@ -180,6 +188,24 @@ class TrainingRunner:
             spare.retire()
 
     # -- internals --------------------------------------------------------
+    def _starting_point(self, model_id: str, config: TrainingConfig) -> tuple[Path, TrainingConfig]:
+        """The run folder of the model a new run starts from, and the config with that model's
+        size (its weights only fit a model of the same shape)."""
+        info = load_run(self.data_dir, model_id)
+        if not info.has_checkpoint:
+            raise RunError(f"Model {model_id!r} has no trained weights yet, so a run cannot start from it.")
+        if info.status == "running":
+            raise RunError(f"Model {model_id!r} is training right now; start from it once it has finished.")
+        if is_segment_run(info.run_dir):
+            raise RunError(f"Model {model_id!r} is an earlier segment model; a run can only start from a "
+                           "model of whole sounds.")
+        try:
+            base = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
+        except (OSError, ValueError, TypeError):
+            raise RunError(f"The settings of model {model_id!r} are unreadable, so a run cannot start from it.") from None
+        return info.run_dir, config.with_overrides(latent_dim=base.latent_dim, local_dim=base.local_dim,
+                                                   width=base.width, segment_seconds=base.segment_seconds)
+
     def _ensure_idle(self) -> None:
         if self._active_run is not None:
             raise RunnerBusy(f"A training run ({self._active_run}) is already active; cancel it or wait for it to finish.")

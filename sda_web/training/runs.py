@@ -20,7 +20,7 @@ from pathlib import Path
 from ..storage import atomic_write_json, read_json
 from .events import EpochMetrics, PreviewEvent
 
-RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")
+RUN_STATUSES = ("running", "completed", "stopped", "cancelled", "failed", "interrupted")
 _PREVIEW_RE = re.compile(r"^epoch_(\d{4,})_recon\.wav$")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
 
@@ -46,6 +46,9 @@ class RunInfo:
     run_dir: Path
     error: str | None = None
     typical_seconds: float | None = None  # median length of the sounds it learnt from (None: older runs)
+    best_epoch: int | None = None  # the epoch of the best weights (None: older runs, or none yet)
+    patience: int | None = None  # with status "stopped": the epochs it waited for a new best
+    started_from: str | None = None  # the model whose weights it started from (None: from scratch)
 
 
 def runs_root(data_dir: Path) -> Path:
@@ -78,6 +81,10 @@ def write_run_record(run_dir: Path, **fields) -> dict:
 
 def _positive(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def _whole(value) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 SEGMENT_MODEL_CANNOT_RESUME = ("This run was trained with the earlier segment model, which cannot train further; "
@@ -123,6 +130,9 @@ def load_run(data_dir: Path, run_id: str) -> RunInfo:
             run_dir=run_dir,
             error=record.get("error"),
             typical_seconds=_positive(record.get("typical_seconds")),
+            best_epoch=_whole(record.get("best_epoch")),
+            patience=_whole(record.get("patience_stop")),
+            started_from=record.get("started_from") or None,
         )
     except (AttributeError, TypeError, ValueError):
         raise RunError(f"The record of run {run_id!r} is unreadable.") from None

@@ -37,6 +37,7 @@ class Session:
     val_files: list[Path]
     device_name: str
     resume: bool
+    start_from: Path | None = None  # a new run starts from this model's best weights (its run folder)
 
 
 def run_session(session: Session, stop: threading.Event, emit: Emit, on_timing: TimingSink) -> TrainingCompleteEvent:
@@ -55,12 +56,14 @@ def run_session(session: Session, stop: threading.Event, emit: Emit, on_timing: 
         outcome.error = describe_failure(exc)
     try:  # run.json counts the epochs a resume would start from: those in the latest checkpoint
         write_run_record(session.run_dir, status=outcome.outcome, epochs_done=outcome.checkpoint_epoch,
-                         best_val_loss=outcome.best_val, error=outcome.error, updated=now_iso())
+                         best_val_loss=outcome.best_val, best_epoch=outcome.best_epoch,
+                         patience_stop=outcome.patience, error=outcome.error, updated=now_iso())
     except Exception as exc:
         outcome.outcome, outcome.error = "failed", outcome.error or describe_failure(exc)
     return TrainingCompleteEvent(
         outcome=outcome.outcome, epochs_done=outcome.epochs_done, total_epochs=session.config.epochs,
         best_val_loss=outcome.best_val, checkpoint_path=outcome.checkpoint, error=outcome.error,
+        best_epoch=outcome.best_epoch, patience=outcome.patience,
     )
 
 
@@ -71,6 +74,8 @@ class _Outcome:
     epochs_done: int = 0
     checkpoint_epoch: int = 0
     best_val: float | None = None
+    best_epoch: int | None = None
+    patience: int | None = None  # set when the run stopped itself for want of a new best
     checkpoint: str | None = None
     error: str | None = None
 
@@ -132,12 +137,17 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     _remove_stale_temp_files(run_dir)
     stop_requested = stop.is_set
 
-    payload = None
+    payload = base = None
     if session.resume:
         latest = ckpt.get_latest_checkpoint(run_dir)
         payload = ckpt.load_checkpoint(latest, map_location=device)  # latest, never best
         spec = checkpoint_spec(payload)
         stats = FeatureStats(**payload["feature_stats"])
+        train_feats = compute_log_features(session.train_files, spec, stop_requested)
+    elif session.start_from is not None:  # the other model's features and normalisation, so its weights fit
+        base = ckpt.load_checkpoint(ckpt.get_best_checkpoint(session.start_from), map_location=device)
+        spec = checkpoint_spec(base)
+        stats = FeatureStats(**base["feature_stats"])
         train_feats = compute_log_features(session.train_files, spec, stop_requested)
     else:
         spec = default_spec(_sample_rates(session.train_files + session.val_files))
@@ -151,17 +161,21 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     shape = SoundShape(n_bands=spec.n_bands, frames=frames, latent_dim=cfg.latent_dim, local_dim=cfg.local_dim,
                        width=cfg.width, dropout=cfg.dropout, frame_seconds=spec.hop_length / spec.sample_rate)
     trainer = Trainer(cfg, shape, train_bank, val_bank, stats.std, device)
+    if base is not None:
+        trainer.model.load_state_dict(ckpt.model_state(base))
 
     history: list[EpochMetrics] = []
-    epochs_done, elapsed_before, best_val = 0, 0.0, None
+    epochs_done, elapsed_before, best_val, best_epoch = 0, 0.0, None, None
     if payload is not None:
         epochs_done = int(payload["epoch"])
         trainer.load_state_dict(payload["trainer"], cfg.epochs, epochs_done)
         history = [EpochMetrics(**row) for row in payload["history"]][:epochs_done]
         elapsed_before = float(payload.get("elapsed_s", 0.0))
-        best_val = payload.get("best_val_loss")
+        best_val, best_epoch = payload.get("best_val_loss"), payload.get("best_epoch")
         _remove_previews_after(run_dir, epochs_done)  # written after the checkpoint by a run that died
-    outcome.epochs_done, outcome.checkpoint_epoch, outcome.best_val = epochs_done, epochs_done, best_val
+    outcome.epochs_done, outcome.checkpoint_epoch = epochs_done, epochs_done
+    outcome.best_val, outcome.best_epoch = best_val, best_epoch
+    patience_from = epochs_done  # a resumed run waits its full patience again
     save_history(run_dir, history)
 
     preview_clip = preview_example(val_bank or train_bank)
@@ -174,7 +188,7 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     def common_payload(epoch: int) -> dict:
         return {"epoch": epoch, "config": cfg.to_dict(), "model_shape": shape.to_dict(), "feature_spec": spec.to_dict(),
                 "feature_stats": stats.__dict__, "best_val_loss": best_val, "dataset": session.dataset,
-                "run_id": session.run_id, "typical_seconds": typical_seconds}
+                "run_id": session.run_id, "typical_seconds": typical_seconds, "best_epoch": best_epoch}
 
     best_state: dict | None = None  # best weights so far, kept in memory until the next checkpoint write
 
@@ -188,7 +202,7 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
             "history": [m.to_dict() for m in history], "elapsed_s": elapsed,
         })
         save_history(run_dir, history)
-        write_run_record(run_dir, epochs_done=epoch, best_val_loss=best_val, updated=now_iso())
+        write_run_record(run_dir, epochs_done=epoch, best_val_loss=best_val, best_epoch=best_epoch, updated=now_iso())
         outcome.checkpoint = str(ckpt.checkpoint_dir(run_dir) / ckpt.LATEST)
         outcome.checkpoint_epoch = epoch
 
@@ -219,11 +233,11 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
         val = trainer.validate()
         score = val.loss if val is not None else result.loss
         if best_val is None or score < best_val:
-            best_val = score
+            best_val, best_epoch = score, epoch
             best_state = {**common_payload(epoch), "model": {k: v.detach().to("cpu", copy=True)
                                                              for k, v in trainer.model.state_dict().items()}}
         epochs_done = epoch
-        outcome.epochs_done, outcome.best_val = epochs_done, best_val
+        outcome.epochs_done, outcome.best_val, outcome.best_epoch = epochs_done, best_val, best_epoch
 
         wants_preview = epoch % cfg.preview_every == 0 or epoch == cfg.epochs
         preview_s = 0.0
@@ -256,17 +270,24 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
         })
         if stop.is_set():
             break
+        if cfg.patience and epoch < cfg.epochs and epoch - max(best_epoch or 0, patience_from) >= cfg.patience:
+            outcome.outcome, outcome.patience = "stopped", cfg.patience
+            break
 
-    if epochs_done < cfg.epochs:
+    if epochs_done < cfg.epochs and outcome.outcome != "stopped":
         outcome.outcome = "cancelled"
     already_saved = epochs_done == last_saved_epoch and ckpt.get_latest_checkpoint(run_dir) is not None
     if cancelled_mid_epoch or not already_saved or best_state is not None:
         write_checkpoints(epochs_done, elapsed_before + (time.perf_counter() - session_started))
-    if epochs_done > 0:  # sound controls for the Generate tab; never turns a trained run into a failed one
+    if epochs_done > 0:  # sound controls and the new-or-copy reference; never turns a trained run into a failed one
         try:
-            from ..generation.controls import analyse_run
+            from ..generation.controls import analyse_run, run_files
+            from ..generation.loading import load_trained_model
+            from ..generation.novelty import ensure_fingerprints
 
-            analyse_run(run_dir, device=device)
+            model = load_trained_model(run_dir, "best", device)
+            analysis = analyse_run(run_dir, model=model)
+            ensure_fingerprints(run_dir, model, run_files(run_dir), analysis)
         except Exception:
             import logging
 

@@ -51,6 +51,7 @@ def render_loss_chart(
     max_points: int = DEFAULT_MAX_POINTS,
     width: int = 720,
     height: int = 300,
+    memorising_from: int | None = None,
 ) -> str:
     """Return an `<svg>` element plotting train and validation loss against epoch.
 
@@ -58,6 +59,8 @@ def render_loss_chart(
     losses are skipped. More than `max_points` epochs are downsampled (see
     `_downsample`). With `log_scale`, non-positive losses are clamped to the
     smallest positive loss on the chart; if there is none, the chart is linear.
+    `memorising_from` marks the epoch where the model began to memorise its files
+    (`training.memorisation`) with a labelled vertical line.
     """
     if not (len(epochs) == len(train) == len(val)):
         raise ValueError(
@@ -70,7 +73,7 @@ def render_loss_chart(
         raise ValueError(f"The chart needs at least {min_w}x{min_h} units (got {width}x{height}).")
 
     points = _downsample(*_clean_columns(epochs, train, val), max_points)
-    return _Svg(points, log_scale, width, height).render()
+    return _Svg(points, log_scale, width, height, memorising_from).render()
 
 
 # --- data -----------------------------------------------------------------
@@ -241,8 +244,10 @@ def _n(value: float) -> str:
 # --- drawing --------------------------------------------------------------
 
 class _Svg:
-    def __init__(self, points: list[_Point], log_scale: bool, width: int, height: int):
+    def __init__(self, points: list[_Point], log_scale: bool, width: int, height: int,
+                 memorising_from: int | None = None):
         self.points = points
+        self.memorising_from = memorising_from
         self.width, self.height = width, height
         self.x0, self.x1 = _LEFT, width - _RIGHT
         self.y0, self.y1 = height - _BOTTOM, _TOP  # pixel y of the domain's low and high ends
@@ -305,6 +310,7 @@ class _Svg:
                 if (has_train if cls == "train" else has_val)
             ) + "</defs>")
         out.append(f'<g fill="none" stroke-width="2" stroke-linejoin="round">{"".join(curves)}</g>')
+        out += self._memorising_mark()
         out.append(self._hits())  # last, so it is on top and hover always finds it
         out.append("</svg>")
         return "".join(out)
@@ -363,6 +369,23 @@ class _Svg:
             x += 88
         out.append("</g>")
         return out
+
+    def _memorising_mark(self) -> list[str]:
+        """A dotted line at the epoch memorising began, labelled, with the region after it shaded."""
+        epoch = self.memorising_from
+        if epoch is None or not self.dx0 <= epoch <= self.dx1:
+            return []
+        x = self.px(epoch)
+        label_x, anchor = (x + 5, "start") if x < (self.x0 + self.x1) / 2 else (x - 5, "end")
+        return [
+            f'<g class="memorising" aria-label="Memorising from epoch {epoch}">'
+            f'<rect x="{_n(x)}" y="{_n(self.y1)}" width="{_n(self.x1 - x)}" height="{_n(self.y0 - self.y1)}" '
+            f'fill="{VAL_COLOUR}" fill-opacity=".07"/>'
+            f'<path d="M{_n(x)} {_n(self.y1)}V{_n(self.y0)}" stroke="{VAL_COLOUR}" stroke-width="1.5" '
+            f'stroke-dasharray="2 3"/>'
+            f'<text x="{_n(label_x)}" y="{_n(self.y1 + 12)}" text-anchor="{anchor}" fill="currentColor">'
+            f'memorising from epoch {epoch}</text></g>'
+        ]
 
     def _curve(self, cls: str, colour: str, dash: str, values: list, dots: bool) -> str:
         """One curve's polyline: a vertex per point that has this loss."""

@@ -18,8 +18,9 @@ PRESETS = (
     (OverfittingPreset.AGGRESSIVE.value, "Aggressive"),
 )
 DEFAULT_PRESET = OverfittingPreset.BALANCED.value
-ADVANCED = ("dropout", "weight_decay", "kl_weight_max")
+ADVANCED = ("patience", "dropout", "weight_decay", "kl_weight_max")
 
+OPTIONAL = ("patience",)
 # name: (label, kind, low, high). Bounds are inclusive.
 FIELDS = {
     "epochs": ("Max epochs", int, 1, 10_000),
@@ -27,6 +28,7 @@ FIELDS = {
     "dropout": ("Dropout", float, 0.0, 0.5),
     "weight_decay": ("Weight decay", float, 0.0, 0.01),
     "kl_weight_max": ("KL weight max", float, 0.0, 1.0),
+    "patience": ("Patience", int, 0, 10_000),
 }
 
 
@@ -55,6 +57,7 @@ def preset_values(file_count: int, preset: str) -> dict[str, str]:
         "dropout": fmt_number(cfg.dropout),
         "weight_decay": fmt_number(cfg.weight_decay),
         "kl_weight_max": fmt_number(cfg.kl_weight_max),
+        "patience": str(cfg.patience),
     }
 
 
@@ -94,7 +97,7 @@ def parse_field(name: str, text: str) -> int | float:
 
 def parse_config_form(data: Mapping[str, str], file_count: int) -> ConfigForm:
     """Validate a submitted form; on success `.config` is ready for the runner."""
-    raw = {name: str(data.get(name, "") or "").strip()[:200] for name in ("preset", *FIELDS)}
+    raw = {name: str(data.get(name, "") or "").strip()[:200] for name in ("preset", "start_from", *FIELDS)}
     form = ConfigForm(values=raw)
     try:
         preset = OverfittingPreset.parse(raw["preset"] or DEFAULT_PRESET)
@@ -105,6 +108,8 @@ def parse_config_form(data: Mapping[str, str], file_count: int) -> ConfigForm:
 
     parsed: dict[str, float | int] = {}
     for name in FIELDS:
+        if name in OPTIONAL and name not in data:
+            continue  # a form from before the field existed: the preset's value
         try:
             parsed[name] = parse_field(name, raw[name])
         except ValueError as exc:

@@ -21,11 +21,13 @@ def _render(env: jinja2.Environment, name: str, **context) -> str:
 
 def chart(env: jinja2.Environment, view: RunView, log_scale: bool = False) -> str:
     history = view.history
+    sign = view.memorisation()
     return chart_fragment(
         [m.epoch for m in history],
         [m.train_loss for m in history],
         [m.val_loss for m in history],
         log_scale=log_scale,
+        memorising_from=sign.began_epoch if sign else None,
     )  # long runs are downsampled by the chart, so the pushed fragment stays a few KB
 
 

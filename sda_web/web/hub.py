@@ -315,6 +315,7 @@ class LiveHub:
                 view.status = event.outcome
                 view.error = event.error
                 view.best_val_loss = event.best_val_loss
+                view.patience = event.patience
                 view.total_epochs = event.total_epochs or view.total_epochs
                 view.cancelling = False
                 view.progress = None

@@ -27,7 +27,7 @@ from .. import library
 from ..datasets import list_datasets
 from ..generation.export import AudioFormat, ExportError, waveform_svg
 from ..library import ModelBusy, ModelError, ModelInfo, UnknownModel, list_models, list_sounds
-from ..library.models import MAX_NAME_LENGTH
+from ..library.models import MAX_NAME_LENGTH, choose_weights
 from .bounds import query_choice, query_text, read_form
 from .common import is_htmx, render, url
 from .generate_form import BIT_DEPTHS, FORMATS, RATES, signed
@@ -38,6 +38,7 @@ from .sound_cards import Batch, batches, format_label, when
 MAX_BATCHES_SHOWN = 100
 DONE_MESSAGES = {
     "renamed": "Model renamed.",
+    "weights": "The model now makes its sounds with the weights you chose.",
     "deleted": "Model deleted. The sounds made with it are kept below.",
     "sound-deleted": "Sound deleted.",
     "imported": "Model imported; it is listed below, ready to generate with.",
@@ -58,6 +59,10 @@ class LibraryView:
     errors: dict[str, str] = field(default_factory=dict)  # model id -> rename/delete error
     names: dict[str, str] = field(default_factory=dict)  # model id -> the name as typed (after an error)
     import_error: str | None = None
+
+    @property
+    def model_names(self) -> dict[str, str]:
+        return {m.model_id: m.name for m in self.models}
 
 
 def read_library(data_dir: Path, model_id: str | None = None) -> LibraryView:
@@ -165,6 +170,20 @@ async def model_rename(request: Request):
     if is_htmx(request):
         return await _library(request, message=DONE_MESSAGES["renamed"])
     return _see_library(request, "renamed")
+
+
+async def model_weights(request: Request):
+    model_id = _model_id(request)
+    which = (await read_form(request)).get("weights", "")[:10]
+    try:
+        await asyncio.to_thread(choose_weights, request.app.state.data_dir, model_id, which)
+    except UnknownModel as exc:
+        return await _library(request, 404, message=str(exc), message_kind="error")
+    except ModelError as exc:
+        return await _library(request, 422, errors={model_id: str(exc)})
+    if is_htmx(request):
+        return await _library(request, message=DONE_MESSAGES["weights"])
+    return _see_library(request, "weights")
 
 
 async def model_delete_confirm(request: Request):
@@ -355,6 +374,7 @@ routes = [
     Route("/library/batches/{batch}/pack.zip", batch_pack, name="batch_pack"),
     Route("/library/sources/{source_id}/audio", source_audio, name="source_audio"),
     Route("/library/models/{model_id}/rename", model_rename, methods=["POST"], name="model_rename"),
+    Route("/library/models/{model_id}/weights", model_weights, methods=["POST"], name="model_weights"),
     Route("/library/models/{model_id}/delete", model_delete_confirm, methods=["GET"], name="model_delete_confirm"),
     Route("/library/models/{model_id}/delete", model_delete, methods=["POST"], name="model_delete"),
     Route("/library/models/{model_id}/download", model_download, name="model_download"),

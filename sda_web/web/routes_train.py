@@ -11,6 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from ..datasets import DatasetError, list_datasets
+from ..library.models import start_choices
 from ..storage import read_json
 from ..training.config import ConfigError, TrainingConfig
 from ..training.runs import RunError, list_previews, load_history, load_run, run_dir_for
@@ -89,6 +90,7 @@ async def _page(request: Request, *, form: ConfigForm | None = None, status_code
     form = form or default_form(current.file_count, _preset(request))
     context = {
         "tab": "train_page", "dataset": current, "form": form, "presets": PRESETS, "view": view,
+        "start_choices": await asyncio.to_thread(start_choices, app.state.data_dir),
         "log_scale": log_scale, "chart_html": fragments.chart(app.state.templates.env, view, log_scale),
         "refresh": NO_JS_REFRESH_S if view.running else None, **extra,
     }
@@ -121,6 +123,7 @@ async def _form_response(request: Request, form: ConfigForm, status_code: int, m
     if is_htmx(request):
         return render(request, "partials/train_form.html", {
             "form": form, "presets": PRESETS, "form_message": message, "form_message_kind": kind,
+            "start_choices": await asyncio.to_thread(start_choices, request.app.state.data_dir),
         }, status_code=status_code)
     return await _page(request, form=form, status_code=status_code, form_message=message, form_message_kind=kind)
 
@@ -162,14 +165,16 @@ async def train_start(request: Request):
         hub.begin(token, run_id=None, dataset=current.name, total_epochs=config.epochs,
                   preview_every=config.preview_every)
         try:
-            run_id = await asyncio.to_thread(runner.start, current.name, config, hub.callback_for(token))
+            run_id = await asyncio.to_thread(runner.start, current.name, config, hub.callback_for(token),
+                                             start_from=form.values.get("start_from") or None)
         except Exception as exc:
             hub.abort(token, previous)
             return await _form_response(request, form, *_start_error(exc, hub.view))
         hub.attach_run(token, run_id)
 
     if is_htmx(request):
-        return render(request, "partials/train_form.html", {"form": form, "presets": PRESETS})
+        return render(request, "partials/train_form.html", {
+            "form": form, "presets": PRESETS, "start_choices": await asyncio.to_thread(start_choices, app.state.data_dir)})
     return redirect(request, "train_page")
 
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..training.events import EpochMetrics, PreviewEvent, StepProgress
+from ..training.memorisation import MemorisationSign, memorisation_sign
 from ..training.runs import RunError, is_segment_run, list_previews, list_runs, load_history
 
 ACTIVE = ("starting", "running")
-OUTCOMES = ("completed", "cancelled", "failed", "interrupted")
+OUTCOMES = ("completed", "stopped", "cancelled", "failed", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class RunView:
     token: int | None = None  # which runner callback feeds this view (None: read from disk)
     run_id: str | None = None
     dataset: str | None = None
-    status: str = "idle"  # idle | starting | running | completed | cancelled | failed | interrupted
+    status: str = "idle"  # idle | starting | running | completed | stopped | cancelled | failed | interrupted
     total_epochs: int = 0
     start_epoch: int = 0
     device: str = ""
@@ -43,6 +44,11 @@ class RunView:
     cancelling: bool = False
     resume: ResumeOffer | None = None
     preview_every: int | None = None
+    patience: int | None = None  # with status "stopped": the epochs it waited for a new best
+    started_from: str | None = None  # the model this run started from
+
+    def memorisation(self) -> MemorisationSign | None:
+        return memorisation_sign(self.history, self.total_epochs or (self.latest.total_epochs if self.latest else 0))
 
     @property
     def running(self) -> bool:
@@ -103,4 +109,6 @@ def latest_run_view(data_dir: Path, dataset: str | None) -> RunView:
     view.error = info.error
     view.best_val_loss = info.best_val_loss
     view.start_epoch = info.epochs_done
+    view.patience = info.patience
+    view.started_from = info.started_from
     return view
