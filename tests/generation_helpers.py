@@ -18,7 +18,7 @@ import torch
 # (full-band features; rho 0.96 >= 0.9); 60 epochs, or latent 16, gave only
 # loudness and textures.
 TINY_MODEL = dict(epochs=100, width=48, latent_dim=8, batch_size=8, learning_rate=3e-3, dropout=0.0,
-                  augment=False, augment_pitch_bins=0, preview_every=1000, checkpoint_every=1000)
+                  augment=False, augment_pitch_bins=0, preview_every=1000, checkpoint_every=1000, patience=0)
 
 _template: dict[str, Path] = {}
 

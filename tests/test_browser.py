@@ -164,3 +164,37 @@ def test_the_journey_without_javascript(server, browser):
     watch.settle(page)
     assert watch.violations == []
     context.close()
+
+
+def test_a_new_run_starts_from_a_model_in_the_library(server, browser):
+    """After the journeys above the Library holds models: pick one under Start from, train,
+    watch the chart fill, and find the new model's origin on its Library card."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{server}/?token={TOKEN}")
+    page.goto(f"{server}/train")
+    if page.get_by_text("Nothing to train on yet").count():  # run alone: make the data first
+        page.goto(f"{server}/data")
+        page.get_by_role("button", name="Use demo sounds").click()
+        page.get_by_text("“demo” now has 24 files").wait_for(timeout=60_000)
+        page.goto(f"{server}/train")
+    if page.locator("#start-from").count() == 0:  # run alone: a model to start from, trained here
+        page.fill("#f-epochs", "2")
+        page.get_by_role("button", name="Train", exact=True).click()
+        page.get_by_text(re.compile(r"Training complete: 2 epochs")).wait_for(timeout=90_000)
+        page.goto(f"{server}/train")
+    options = page.locator("#start-from option")
+    assert options.count() >= 2 and options.first.inner_text().startswith("Scratch")
+    base_label = options.nth(1).inner_text()
+    page.select_option("#start-from", index=1)
+    page.fill("#f-epochs", "3")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text(re.compile(r"Training complete: 3 epochs")).wait_for(timeout=90_000)
+    assert chart_points(page) == 3
+    shot(page, "start-from-1-trained")
+    page.goto(f"{server}/library")
+    newest = page.locator("li.model").first
+    assert newest.locator("dt", has_text="Started from").count() == 1
+    assert newest.locator("dd", has_text=base_label.split(" · ")[0]).count() >= 1
+    shot(page, "start-from-2-library")
+    context.close()

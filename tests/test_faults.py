@@ -19,7 +19,7 @@ from training_helpers import finished, training_children, wait_gone
 
 
 def small_config(**overrides):
-    base = dict(epochs=40, width=32, latent_dim=16, batch_size=4, checkpoint_every=1, preview_every=20)
+    base = dict(epochs=40, width=32, latent_dim=16, batch_size=4, checkpoint_every=1, preview_every=20, patience=0)
     base.update(overrides)
     return get_adaptive_config(6).with_overrides(**base)
 

@@ -144,3 +144,31 @@ def test_the_complete_event_of_a_stopped_run_is_plain_data():
     event = TrainingCompleteEvent(outcome="stopped", epochs_done=9, total_epochs=50, best_val_loss=0.5,
                                   checkpoint_path=None, best_epoch=6, patience=3)
     assert pickle.loads(pickle.dumps(event)) == event
+
+
+# ---- what the Train tab shows -------------------------------------------------------
+
+def memorising_history():
+    return [metrics(e, 1.0 / e ** 0.5, 0.5 + abs(e - 100) / 400) for e in range(1, 301)]
+
+
+def test_the_chart_marks_where_memorising_began_and_the_stats_say_it(tmp_path):
+    from starlette.testclient import TestClient
+
+    from sda_web.web import fragments
+    from sda_web.web.app import create_app
+    from sda_web.web.view import RunView
+
+    with TestClient(create_app(tmp_path)) as client:
+        env = client.app.state.templates.env
+        view = RunView(status="running", total_epochs=400, history=memorising_history())
+        chart, stats = fragments.chart(env, view), fragments.stats(env, view)
+        quiet = RunView(status="running", total_epochs=400, history=memorising_history()[:100])
+        assert "memorising from epoch" not in fragments.chart(env, quiet)
+        assert "memorise" not in fragments.stats(env, quiet)
+        stopped = RunView(status="stopped", total_epochs=400, history=memorising_history()[:103], patience=3)
+        banner = fragments.outcome(env, stopped)
+    sign = memorisation_sign(view.history, 400)
+    assert f"memorising from epoch {sign.began_epoch}" in chart
+    assert "has started to memorise" in stats and f"from epoch {sign.best_epoch}" in stats
+    assert "Stopped: no better for 3 epochs, at epoch 103 of 400" in banner and "epoch 100" in banner

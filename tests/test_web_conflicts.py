@@ -19,7 +19,7 @@ FORM = {"preset": "balanced", "epochs": "5", "learning_rate": "0.001", "dropout"
 class SlowRunner(ScriptedRunner):
     """start() takes a while, as the real one does while it reads the dataset: a double click lands inside it."""
 
-    def start(self, dataset, config, callback, device="auto"):
+    def start(self, dataset, config, callback, device="auto", start_from=None):
         time.sleep(0.3)
         return super().start(dataset, config, callback, device)
 

@@ -56,7 +56,7 @@ def kit(tmp_path_factory):
     manifest = import_folder(data, folder, name="kit")
     config = get_adaptive_config(manifest.file_count).with_overrides(
         epochs=EPOCHS, width=48, latent_dim=8, batch_size=4, val_fraction=0.0, augment=False, dropout=0.0,
-        preview_every=1000, checkpoint_every=1000)
+        preview_every=1000, checkpoint_every=1000, patience=0)
     finished = []
     runner = TrainingRunner(data)
     runner.start("kit", config, finished.append)

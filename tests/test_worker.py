@@ -76,7 +76,7 @@ PARENT = textwrap.dedent("""
     import queue, sys, time
     from sda_web.training import RunStarted, TrainingRunner, get_adaptive_config
     runner, events = TrainingRunner(sys.argv[1]), queue.Queue()
-    config = get_adaptive_config(6).with_overrides(epochs=500, width=32, latent_dim=16, batch_size=4)
+    config = get_adaptive_config(6).with_overrides(epochs=500, width=32, latent_dim=16, batch_size=4, patience=0)
     runner.start("tones", config, events.put)
     while not isinstance(events.get(), RunStarted):
         pass

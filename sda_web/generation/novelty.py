@@ -15,7 +15,8 @@ nearest file when it is closer to it than either
     (closer to kick_03.wav than any other file is), or
   * the model's reproduction distance: the farthest of its plain
     reconstructions of up to REPRODUCTION_FILES training files (as close as the
-    model gets when it copies).
+    model gets when it copies), but never farther than the file's own nearest
+    sibling (a blurry model does not make every sound a copy).
 
 The training files' fingerprints are made once per model (after training, or at
 its first use) and kept in `novelty.npz` in the run folder; a sound then costs
@@ -56,8 +57,7 @@ class Nearest:
     copy: bool  # closer than COPY_SHARE of sibling_db: a near copy
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "distance_db": round(self.distance_db, 2), "sibling_db": round(self.sibling_db, 2),
-                "copy": self.copy}
+        return {"file": self.file, "distance_db": self.distance_db, "sibling_db": self.sibling_db, "copy": self.copy}
 
     @classmethod
     def from_dict(cls, data) -> "Nearest | None":
@@ -88,8 +88,11 @@ class Fingerprints:
         index = int(np.argmin(distances))
         sibling = float(self.siblings[index])
         distance = float(distances[index])
-        close = max(COPY_SHARE * sibling, self.reproduction_db, MIN_COPY_DB)
-        return Nearest(self.names[index], distance, sibling, distance < close)
+        # never farther than the file's own nearest sibling: a sound more unlike kick_03 than
+        # kick_05 is does not copy it, however blurry the model's reproductions are
+        close = max(COPY_SHARE * sibling, min(self.reproduction_db, sibling), MIN_COPY_DB)
+        # rounded as stored, so a sound just made equals the same sound read back
+        return Nearest(self.names[index], round(distance, 2), round(sibling, 2), distance < close)
 
 
 def fingerprint(wave, spec: FeatureSpec) -> np.ndarray:

@@ -163,6 +163,9 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     trainer = Trainer(cfg, shape, train_bank, val_bank, stats.std, device)
     if base is not None:
         trainer.model.load_state_dict(ckpt.model_state(base))
+        # its latent space is already shaped: a KL warm-up from 0 would let it sprawl (the loss
+        # jumped 30x in the second epoch of a demo run started from a demo model)
+        trainer.kl_ramp = 1
 
     history: list[EpochMetrics] = []
     epochs_done, elapsed_before, best_val, best_epoch = 0, 0.0, None, None
