@@ -1,4 +1,4 @@
-"""`sda`: the command line. serve | train | demo-data | generate | transform | models | export-model | import-model.
+"""`sda`: the command line. serve | train | queue | demo-data | generate | transform | models | export-model | import-model.
 
 Heavy imports (torch, the web stack) happen inside the command that needs them.
 """
@@ -133,6 +133,11 @@ def _build_parser() -> argparse.ArgumentParser:
     data_dir_arg(import_)
     import_.set_defaults(handler=_cmd_import_model)
 
+    queue_ = sub.add_parser("queue", help="list the training runs that train and wait on this data folder's server")
+    queue_.add_argument("--json", action="store_true", help="print JSON")
+    data_dir_arg(queue_)
+    queue_.set_defaults(handler=_cmd_queue)
+
     models = sub.add_parser("models", help="list trained models")
     models.add_argument("--json", action="store_true", help="print them as JSON")
     data_dir_arg(models)
@@ -159,8 +164,11 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from .cli_queue import follow_queued, requested_by
     from .datasets import DatasetError, import_folder, load_dataset
     from .training import TrainingRunner, get_adaptive_config, list_runs
+    from .training.queue import RunQueue, executor_running
+    from .training.runner import plan_new_run, plan_resume
 
     data_dir = resolve_data_dir(args.data_dir)
     source = Path(args.source)
@@ -178,7 +186,8 @@ def _cmd_train(args) -> int:
         except DatasetError:
             raise DatasetError(f"{args.source!r} is neither a folder nor an imported dataset.") from None
 
-    runner = TrainingRunner(data_dir)
+    on_server = executor_running(data_dir)  # a server trains here: join its queue, never train beside it
+    runner = None if on_server else TrainingRunner(data_dir)
     events: queue.Queue = queue.Queue()
     if args.resume:
         from .library.models import is_imported
@@ -189,7 +198,12 @@ def _cmd_train(args) -> int:
                    None)
         if run is None:
             raise DatasetError(f"Dataset {manifest.name!r} has no run with a checkpoint to resume; train without --resume first.")
-        runner.resume(run.run_id, events.put, epochs=args.epochs, device=args.device)
+        if on_server:
+            plan_resume(data_dir, run.run_id, args.epochs)
+            entry = RunQueue(data_dir).add(kind="resume", dataset=manifest.name, requested_by=requested_by(),
+                                           epochs=args.epochs, run_id=run.run_id)
+        else:
+            runner.resume(run.run_id, events.put, epochs=args.epochs, device=args.device)
         print(f"Resuming run {run.run_id} from epoch {run.epochs_done} (of {args.epochs or run.total_epochs}).")
     else:
         config = get_adaptive_config(manifest.file_count, args.preset).with_overrides(
@@ -202,13 +216,23 @@ def _cmd_train(args) -> int:
             from .library.models import resolve_model
 
             base = resolve_model(data_dir, args.start_from)
-        run_id = runner.start(manifest.name, config, events.put, device=args.device,
-                              start_from=base.model_id if base else None)
+        start_from = base.model_id if base else None
+        if on_server:
+            config = plan_new_run(data_dir, manifest.name, config, start_from).config
+            entry = RunQueue(data_dir).add(kind="new", dataset=manifest.name, requested_by=requested_by(),
+                                           config=config.to_dict(), start_from=start_from)
+            run_id = "queued on the server"
+        else:
+            run_id = runner.start(manifest.name, config, events.put, device=args.device, start_from=start_from)
         stops = f"stops after {config.patience} epochs without a new best" if config.patience else "trains to the end"
         print(f"Training run {run_id}: {config.epochs} epochs, preset {config.preset}, "
               f"learning rate {config.learning_rate:g}, batch {config.batch_size}; {stops}.")
         if base is not None:
             print(f"Starting from model {base.name!r} (its weights, sound features and size).")
+    if on_server:
+        device = "" if args.device == "auto" else f" (--device {args.device} is the server's choice there)"
+        print(f"A server is running on this data folder: the run joins its training queue{device}.")
+        return follow_queued(data_dir, entry.entry_id, manifest.name)
     from .cli_progress import follow_run
 
     return follow_run(runner, events, data_dir, manifest.name)
@@ -381,6 +405,12 @@ def _parse_number(text: str, what: str) -> float:
         return float(text)
     except ValueError:
         raise ValueError(f"{what} must be a number, got {text!r}.") from None
+
+
+def _cmd_queue(args) -> int:
+    from .cli_queue import print_queue
+
+    return print_queue(resolve_data_dir(args.data_dir), args.json)
 
 
 def _cmd_models(args) -> int:

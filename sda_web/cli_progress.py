@@ -96,10 +96,10 @@ def _draw_until_finished(runner, events: "queue.Queue", data_dir, dataset: str, 
             if live:
                 print("\r\033[K", end="", file=out)
             runner.wait(timeout=10)  # let the relay end before the process does
-            return _report_end(event, data_dir, dataset, out)
+            return report_end(event, data_dir, dataset, out)
 
 
-def _report_end(event: TrainingCompleteEvent, data_dir, dataset: str, out) -> int:
+def report_end(event: TrainingCompleteEvent, data_dir, dataset: str, out) -> int:
     best = f", best validation loss {event.best_val_loss:.4f}" if event.best_val_loss is not None else ""
     if event.outcome == "completed":
         print(f"Finished {event.epochs_done}/{event.total_epochs} epochs{best}. Checkpoint: {event.checkpoint_path}", file=out)

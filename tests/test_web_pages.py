@@ -8,6 +8,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from conftest_web import HX, ScriptedRunner, make_dataset, metrics, wait_import, write_tones
+from sda_web.storage import atomic_write_json
+from sda_web.training import get_adaptive_config
 from sda_web.web.app import create_app
 
 pytestmark = pytest.mark.timeout(60)
@@ -137,7 +139,7 @@ def test_invalid_settings_come_back_inline_and_nothing_starts(client, data, runn
     assert runner.started == []
 
 
-def test_start_redirects_and_second_start_is_refused(client, data, runner):
+def test_start_redirects_the_same_start_is_refused_and_another_is_queued(client, data, runner):
     make_dataset(data, "tones")
     form = {"preset": "balanced", "epochs": "7", "learning_rate": "0.002", "dropout": "0.1",
             "weight_decay": "0.0001", "kl_weight_max": "0.1"}
@@ -146,13 +148,16 @@ def test_start_redirects_and_second_start_is_refused(client, data, runner):
     dataset, config = runner.started[0]
     assert dataset == "tones" and config.epochs == 7 and config.learning_rate == 0.002
     page = client.get("/train").text
-    assert re.search(r'class="btn primary" type="submit" form="train-form" disabled', page)
+    assert re.search(r'class="btn primary" type="submit" form="train-form">Add to queue<', page)
     assert 'http-equiv="refresh"' in page  # no-JS fallback while running
     r = client.post("/train/start", data=form, headers=HX)
-    assert r.status_code == 409 and "already active" in r.text
+    assert r.status_code == 409 and "The same run on “tones” is already training; nothing was added." in r.text
     r = client.post("/train/start", data=form)
-    assert r.status_code == 409 and "already active" in r.text
+    assert r.status_code == 409 and "is already training" in r.text
     assert len(runner.started) == 1
+    r = client.post("/train/start", data={**form, "epochs": "9"}, headers=HX)  # another run waits its turn
+    assert r.status_code == 202 and "Queued, 1st, starts after tones" in r.text
+    assert len(runner.started) == 1 and "Queued" not in client.get("/train").text.split('id="train-queue"')[0]
     r = client.post("/train/cancel", headers=HX)
     assert r.status_code == 200 and runner.cancelled
     assert "Stopping…" in client.get("/train").text
@@ -204,7 +209,8 @@ def test_train_page_shows_the_last_run_from_disk(data, runner):
         (run_dir / "previews" / f"epoch_{e:04d}_recon.wav").write_bytes(b"x")
     save_history(run_dir, [metrics(e, total=8) for e in range(1, 5)])
     write_run_record(run_dir, run_id="tones-1", dataset="tones", status="cancelled", created="2024-01-01T00:00:00",
-                     epochs_done=4, total_epochs=8, best_val_loss=0.2)
+                     epochs_done=4, total_epochs=8, best_val_loss=0.2, train_files=["tone_0.wav"])
+    atomic_write_json(run_dir / "config.json", get_adaptive_config(5).with_overrides(epochs=8).to_dict())
     with TestClient(create_app(data, runner=runner)) as c:
         page = c.get("/train").text
         assert "Resume Training" in page and "from epoch 4 of 8" in page

@@ -110,7 +110,7 @@ def test_a_warm_process_waits_for_the_next_run_and_close_lets_it_go(data_dir, da
     assert runner.wait(10)
     assert wait_gone(first)
     spares = new_training_children(before)
-    assert len(spares) == 1  # started as the run ended, for the next one
+    assert len(spares) == 1  # started with the run, for the next one
 
     second = type(event_log)()
     run_id = runner.start("tones", tiny_config(epochs=2), second)
@@ -137,7 +137,8 @@ def test_a_warm_process_that_died_is_replaced(data_dir, dataset, event_log):
     assert wait_gone(spare)
     second = type(event_log)()
     runner.start("tones", tiny_config(epochs=1), second)
-    assert second.wait_for(finished).outcome == "completed"  # a fresh process, not a failed run
+    done = second.wait_for(finished)
+    assert done.outcome == "completed", done.error  # a fresh process, not a failed run
     runner.wait(10)
     runner.close()
 

@@ -264,8 +264,7 @@ def import_model(data_dir: Path, zip_path: Path) -> ModelInfo:
     return load_model(data_dir, run_id)
 
 
-IMPORTED_CANNOT_RESUME = ("This model was imported: it holds its weights but not its training state, so it "
-                          "cannot be trained further here; start a new run on its dataset instead.")
+from ..training.runner import IMPORTED_CANNOT_RESUME  # noqa: E402,F401  (the refusal lives with the resume rule)
 
 
 def is_imported(run_dir: Path) -> bool:

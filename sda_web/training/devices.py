@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 
 from .config import ConfigError
 
@@ -35,3 +37,21 @@ def resolve_device(name: str = "auto"):
     if name not in ("cpu", "mps") and not name.startswith("cuda"):
         raise ConfigError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
     return torch.device(name)
+
+
+def training_devices() -> list[str]:
+    """The devices the queue trains on at once, one run each: every CUDA GPU ("cuda:0",
+    "cuda:1", ...), else the CPU. Found without importing torch (the server starts in
+    a second): CUDA_VISIBLE_DEVICES when set, else the /dev/nvidiaN device files.
+    SDA_DEVICES ("cuda:0,cuda:1" or "cpu") overrides."""
+    chosen = [d.strip() for d in os.environ.get("SDA_DEVICES", "").split(",") if d.strip()]
+    if chosen:
+        return chosen
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
+    else:
+        count = len([p for p in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", p)]) if os.path.isdir("/dev") else 0
+    if count:
+        return [f"cuda:{i}" for i in range(count)]
+    return ["auto"] if sys.platform == "darwin" else ["cpu"]  # auto: Apple's GPU when it is there

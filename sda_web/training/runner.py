@@ -1,4 +1,4 @@
-"""TrainingRunner: one background training run at a time, reported as events.
+"""TrainingRunner: one background training run at a time on one device, reported as events.
 
 start()/resume() validate everything they can in the caller's thread (so a
 bad config or a missing dataset is an immediate, clear error), then return at
@@ -7,7 +7,8 @@ once while the run goes on in the background:
 * by default in a child process (`worker.py`), with its own GIL, so a busy
   web server never slows training down and a crash of training never takes
   the server with it; with `keep_warm` the next process is started as soon
-  as a run ends, so the next run skips torch's import;
+  as a run starts, so the next run (the queue's next, web/queue_runner.py)
+  skips torch's import;
 * with `in_process=True`, on a thread of this process (what tests use to
   inject faults into the engine itself).
 
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..storage import atomic_write_json, read_json
 from .config import ConfigError, TrainingConfig
 from .events import TrainingCompleteEvent, TrainingEvent
-from .runs import (SEGMENT_MODEL_CANNOT_RESUME, RunError, is_segment_run, load_run, mark_live, new_run_id, now_iso,
+from .runs import (SEGMENT_MODEL_CANNOT_RESUME, RunError, RunInfo, is_segment_run, load_run, mark_live, new_run_id, now_iso,
                    run_dir_for, write_run_record)
 from .session import Session
 from .split import split_by_file
@@ -86,71 +88,39 @@ class TrainingRunner:
               start_from: str | None = None) -> str:
         """A new run on `dataset`; with `start_from` (a model's run id) it starts from that model's
         best weights, features and size instead of from scratch."""
-        from ..datasets import DatasetError, load_dataset
-
         self._ensure_idle()  # checked again under the lock; this answers fast and first
-        config = config.validated()
-        base_dir = None
-        if start_from:
-            base_dir, config = self._starting_point(start_from, config)
-        manifest = load_dataset(self.data_dir, dataset)
-        if manifest.file_count == 0:
-            raise DatasetError(f"Dataset {manifest.name!r} has no usable sound files; add some on the Data tab.")
-        names = [f.name for f in manifest.files]
-        train_idx, val_idx = split_by_file(len(names), config.val_fraction, config.seed)
-        audio_dir = manifest.audio_dir(self.data_dir)
+        plan = plan_new_run(self.data_dir, dataset, config, start_from)
+        names = [f.name for f in plan.manifest.files]
+        train_idx, val_idx = split_by_file(len(names), plan.config.val_fraction, plan.config.seed)
+        audio_dir = plan.manifest.audio_dir(self.data_dir)
         with self._lock:
             self._ensure_idle()
-            run_id = new_run_id(manifest.name)
+            run_id = new_run_id(plan.manifest.name)
             run_dir = run_dir_for(self.data_dir, run_id)
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            atomic_write_json(run_dir / "config.json", config.to_dict())
+            atomic_write_json(run_dir / "config.json", plan.config.to_dict())
             write_run_record(
-                run_dir, run_id=run_id, dataset=manifest.name, status="running", created=now_iso(),
-                epochs_done=0, total_epochs=config.epochs, best_val_loss=None, pid=os.getpid(),
+                run_dir, run_id=run_id, dataset=plan.manifest.name, status="running", created=now_iso(),
+                epochs_done=0, total_epochs=plan.config.epochs, best_val_loss=None, pid=os.getpid(),
                 train_files=[names[i] for i in train_idx], val_files=[names[i] for i in val_idx], error=None,
                 started_from=start_from or None,
             )
-            session = Session(run_id, run_dir, manifest.name, config,
+            session = Session(run_id, run_dir, plan.manifest.name, plan.config,
                               [audio_dir / names[i] for i in train_idx], [audio_dir / names[i] for i in val_idx],
-                              device, resume=False, start_from=base_dir)
+                              device, resume=False, start_from=plan.base_dir)
             self._launch(session, callback)
         return run_id
 
     def resume(self, run_id: str, callback: Callback, epochs: int | None = None, device: str = "auto") -> str:
-        from ..datasets import DatasetError
-
         self._ensure_idle()
-        info = load_run(self.data_dir, run_id)
-        if not info.has_checkpoint:
-            raise RunError(f"Run {run_id!r} has no checkpoint to resume from; start a new run instead.")
-        if is_segment_run(info.run_dir):
-            raise RunError(SEGMENT_MODEL_CANNOT_RESUME)
-        config = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
-        if epochs is not None:
-            config = config.with_overrides(epochs=epochs)
-        if config.epochs <= info.epochs_done:
-            raise ConfigError(
-                f"Run {run_id!r} has already trained {info.epochs_done} of {config.epochs} epochs; "
-                f"raise max epochs above {info.epochs_done} to continue it."
-            )
-        record = read_json(info.run_dir / "run.json")
-        other_pid = record.get("pid")
-        if info.status == "interrupted" and isinstance(other_pid, int) and other_pid != os.getpid() and _pid_alive(other_pid):
-            raise RunError(f"Run {run_id!r} is being trained by another process (pid {other_pid}); stop that one first.")
-        from ..datasets import dataset_dir
-
-        audio_dir = dataset_dir(self.data_dir, info.dataset) / "audio"
-        train = [audio_dir / n for n in record.get("train_files", []) if (audio_dir / n).is_file()]
-        val = [audio_dir / n for n in record.get("val_files", []) if (audio_dir / n).is_file()]
-        if not train:
-            raise DatasetError(f"The sound files of run {run_id!r} are gone from dataset {info.dataset!r}; it cannot resume.")
+        plan = plan_resume(self.data_dir, run_id, epochs)
         with self._lock:
             self._ensure_idle()
-            atomic_write_json(info.run_dir / "config.json", config.to_dict())
-            write_run_record(info.run_dir, status="running", total_epochs=config.epochs, pid=os.getpid(), error=None,
-                             patience_stop=None)
-            self._launch(Session(run_id, info.run_dir, info.dataset, config, train, val, device, resume=True), callback)
+            atomic_write_json(plan.info.run_dir / "config.json", plan.config.to_dict())
+            write_run_record(plan.info.run_dir, status="running", total_epochs=plan.config.epochs, pid=os.getpid(),
+                             error=None, patience_stop=None)
+            self._launch(Session(run_id, plan.info.run_dir, plan.info.dataset, plan.config, plan.train_files,
+                                 plan.val_files, device, resume=True), callback)
         return run_id
 
     def cancel(self) -> bool:
@@ -188,29 +158,13 @@ class TrainingRunner:
             spare.retire()
 
     # -- internals --------------------------------------------------------
-    def _starting_point(self, model_id: str, config: TrainingConfig) -> tuple[Path, TrainingConfig]:
-        """The run folder of the model a new run starts from, and the config with that model's
-        size (its weights only fit a model of the same shape)."""
-        info = load_run(self.data_dir, model_id)
-        if not info.has_checkpoint:
-            raise RunError(f"Model {model_id!r} has no trained weights yet, so a run cannot start from it.")
-        if info.status == "running":
-            raise RunError(f"Model {model_id!r} is training right now; start from it once it has finished.")
-        if is_segment_run(info.run_dir):
-            raise RunError(f"Model {model_id!r} is an earlier segment model; a run can only start from a "
-                           "model of whole sounds.")
-        try:
-            base = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
-        except (OSError, ValueError, TypeError):
-            raise RunError(f"The settings of model {model_id!r} are unreadable, so a run cannot start from it.") from None
-        return info.run_dir, config.with_overrides(latent_dim=base.latent_dim, local_dim=base.local_dim,
-                                                   width=base.width, segment_seconds=base.segment_seconds)
-
     def _ensure_idle(self) -> None:
         if self._active_run is not None:
             raise RunnerBusy(f"A training run ({self._active_run}) is already active; cancel it or wait for it to finish.")
 
     def _launch(self, session: Session, callback: Callback) -> None:
+        from .worker import TrainingProcess
+
         self._stop.clear()
         finished = self._finished = threading.Event()  # per run: a late set() never marks the next run done
         self._active_run = session.run_id
@@ -223,6 +177,8 @@ class TrainingRunner:
                              daemon=True).start()
             return
         self._process = self._take_spare()
+        if self.keep_warm:  # the next run's process imports torch while this one trains: a queue moves on at once
+            self._spare = TrainingProcess()
         self._process.train(session, emit, self.epoch_timings.append,
                             lambda done: self._finish(session, done, emit, finished))
 
@@ -258,6 +214,91 @@ class TrainingRunner:
             self._active_run = None  # idle before the last event: a listener may start the next run
         emit(done)
         finished.set()
+
+
+# ---- what a run needs, checked before it starts (or before it is queued) ----------
+
+IMPORTED_CANNOT_RESUME = ("This model was imported: it holds its weights but not its training state, so it "
+                          "cannot be trained further here; start a new run on its dataset instead.")
+
+
+@dataclass(frozen=True)
+class NewRunPlan:
+    manifest: object  # the DatasetManifest
+    config: TrainingConfig  # validated, with a base model's size when it starts from one
+    base_dir: Path | None  # the run folder of the model it starts from
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    info: RunInfo
+    config: TrainingConfig
+    train_files: list[Path]
+    val_files: list[Path]
+
+
+def plan_new_run(data_dir: Path, dataset: str, config: TrainingConfig, start_from: str | None = None) -> NewRunPlan:
+    """Everything a new run needs, or the one sentence that says why it cannot start."""
+    from ..datasets import DatasetError, load_dataset
+
+    config = config.validated()
+    base_dir = None
+    if start_from:
+        base_dir, config = _starting_point(data_dir, start_from, config)
+    manifest = load_dataset(data_dir, dataset)
+    if manifest.file_count == 0:
+        raise DatasetError(f"Dataset {manifest.name!r} has no usable sound files; add some on the Data tab.")
+    return NewRunPlan(manifest, config, base_dir)
+
+
+def plan_resume(data_dir: Path, run_id: str, epochs: int | None = None) -> ResumePlan:
+    """Everything resuming `run_id` needs (to `epochs`, else its own target), or why it cannot."""
+    from ..datasets import DatasetError, dataset_dir
+
+    info = load_run(data_dir, run_id)
+    record = read_json(info.run_dir / "run.json")
+    if record.get("imported_from"):
+        raise RunError(IMPORTED_CANNOT_RESUME)
+    if not info.has_checkpoint:
+        raise RunError(f"Run {run_id!r} has no checkpoint to resume from; start a new run instead.")
+    if is_segment_run(info.run_dir):
+        raise RunError(SEGMENT_MODEL_CANNOT_RESUME)
+    config = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
+    if epochs is not None:
+        config = config.with_overrides(epochs=epochs)
+    if config.epochs <= info.epochs_done:
+        raise ConfigError(
+            f"Run {run_id!r} has already trained {info.epochs_done} of {config.epochs} epochs; "
+            f"raise max epochs above {info.epochs_done} to continue it."
+        )
+    other_pid = record.get("pid")
+    if info.status == "interrupted" and isinstance(other_pid, int) and other_pid != os.getpid() and _pid_alive(other_pid):
+        raise RunError(f"Run {run_id!r} is being trained by another process (pid {other_pid}); stop that one first.")
+    audio_dir = dataset_dir(data_dir, info.dataset) / "audio"
+    train = [audio_dir / n for n in record.get("train_files", []) if (audio_dir / n).is_file()]
+    val = [audio_dir / n for n in record.get("val_files", []) if (audio_dir / n).is_file()]
+    if not train:
+        raise DatasetError(f"The sound files of run {run_id!r} are gone from dataset {info.dataset!r}; it cannot resume.")
+    return ResumePlan(info, config, train, val)
+
+
+def _starting_point(data_dir: Path, model_id: str, config: TrainingConfig) -> tuple[Path, TrainingConfig]:
+    """The run folder of the model a new run starts from, and the config with that model's
+    size (its weights only fit a model of the same shape)."""
+    info = load_run(data_dir, model_id)
+    if not info.has_checkpoint:
+        raise RunError(f"Model {model_id!r} has no trained weights yet, so a run cannot start from it.")
+    if info.status == "running":
+        raise RunError(f"Model {model_id!r} is training right now; start from it once it has finished.")
+    if is_segment_run(info.run_dir):
+        raise RunError(f"Model {model_id!r} is an earlier segment model; a run can only start from a "
+                       "model of whole sounds.")
+    try:
+        base = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
+    except (OSError, ValueError, TypeError):
+        raise RunError(f"The settings of model {model_id!r} are unreadable, so a run cannot start from it.") from None
+    return info.run_dir, config.with_overrides(latent_dim=base.latent_dim, local_dim=base.local_dim,
+                                               width=base.width, segment_seconds=base.segment_seconds)
 
 
 def _safely(callback: Callback) -> Callback:

@@ -3,7 +3,9 @@
 <data>/runs/<run_id>/run.json      status and summary (rewritten atomically)
                     config.json   the TrainingConfig
                     features.json feature parameters + normalisation stats
-                    metrics.json  the full epoch history
+                    metrics.json  the full epoch history (written with each checkpoint)
+                    progress.json the latest epoch, rewritten every epoch (for followers in
+                                  other processes: `sda train` queued on a server, `sda queue`)
                     checkpoints/  latest.pt, best.pt
                     previews/     epoch_NNNN_recon.wav, epoch_NNNN_prior.wav
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..storage import atomic_write_json, read_json
+from ..storage import atomic_write_json, read_json, replace_json
 from .events import EpochMetrics, PreviewEvent
 
 RUN_STATUSES = ("running", "completed", "stopped", "cancelled", "failed", "interrupted")
@@ -170,6 +172,18 @@ def load_history(run_dir: Path) -> list[EpochMetrics]:
 
 def save_history(run_dir: Path, history: list[EpochMetrics]) -> None:
     atomic_write_json(Path(run_dir) / "metrics.json", [m.to_dict() for m in history])
+
+
+def write_progress(run_dir: Path, metrics: EpochMetrics) -> None:
+    replace_json(Path(run_dir) / "progress.json", metrics.to_dict())
+
+
+def read_progress(run_dir: Path) -> EpochMetrics | None:
+    """The run's latest epoch, as its trainer last wrote it (None: none yet, or unreadable)."""
+    try:
+        return EpochMetrics(**read_json(Path(run_dir) / "progress.json"))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def preview_paths(run_dir: Path, epoch: int) -> tuple[Path, Path]:

@@ -19,7 +19,7 @@ from ..storage import atomic_write_json
 from .config import ConfigError, TrainingConfig
 from .devices import resolve_device, torch_threads
 from .events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent, TrainingEvent
-from .runs import RunError, now_iso, preview_paths, save_history, write_run_record
+from .runs import RunError, now_iso, preview_paths, save_history, write_progress, write_run_record
 
 Emit = Callable[[TrainingEvent], None]
 TimingSink = Callable[[dict], None]
@@ -260,6 +260,7 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
         )
         history.append(metrics)
         emit(metrics)
+        write_progress(run_dir, metrics)
         if wants_preview:
             emit(PreviewEvent(epoch, str(recon_path), str(prior_path)))
         c0 = time.perf_counter()

@@ -71,7 +71,7 @@ class TrainingProcess:
     def is_usable(self) -> bool:
         """Can it still take a run: started, and not exited while it waited."""
         self._spawned.wait(30)
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.poll() is None and not _just_died(self._process.pid)
 
     def train(self, session: Session, emit, on_timing, on_done) -> None:
         """Hand over the run; `on_done(final_event)` is called on the owner thread when the child has exited."""
@@ -151,6 +151,16 @@ class TrainingProcess:
             control.close()
         code = self._process.wait()
         return done or _record_death(job.session, _death_message(code), last_epoch)
+
+
+def _just_died(pid: int) -> bool:
+    """A child killed a moment ago shows as a zombie in /proc before waitpid can reap it (measured:
+    poll() said "running" right after the kill), and must not be handed a run."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False  # no /proc (macOS): poll() alone decides
 
 
 def _record_death(session: Session, message: str, last_epoch: int) -> TrainingCompleteEvent:

@@ -1,4 +1,4 @@
-"""The Starlette application: routes per tab, one live hub, one training runner.
+"""The Starlette application: routes per tab, one live hub, the training queue's runner.
 
     app = create_app("./sda-data", root_path="/sda")
 
@@ -19,7 +19,9 @@ from starlette.routing import Mount, Router
 from ..storage import resolve_data_dir
 from . import guard, routes_data, routes_pages, routes_train
 from . import routes_generate, routes_library  # the Generate and Library tabs
+from ..training.devices import training_devices
 from .hub import LiveHub
+from .queue_runner import QueueRunner
 from .imports import ImportJobs, UploadLimits
 from .common import error_handlers
 from .security import SecurityHeaders
@@ -27,14 +29,15 @@ from .templating import STATIC_DIR, check_assets, make_templates, normalise_root
 from .wire import AssetVersions, CachedStatic, Compression
 
 
-def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None,
+def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None, runners: dict | None = None,
                access_token: str | None = None, trusted_proxies: str | None = None, local_only: bool = False,
                upload_limits: UploadLimits | None = None, allowed_origins: Iterable[str] = ()) -> Starlette:
     """Build the app for `data_dir` (else $SDA_DATA_DIR, else ./sda-data).
 
     `root_path` is the prefix a reverse proxy serves the app under ("/sda");
     pass the same value to uvicorn (serve() does). `runner` replaces the
-    TrainingRunner (tests use a scripted one). `access_token`: every request
+    TrainingRunners of the queue with one runner (tests use a scripted one); `runners`
+    (device -> runner) with one per device (a test's stand-in for several GPUs). `access_token`: every request
     must carry it (web/guard.py); without one, `local_only` answers only to
     loopback host names; `trusted_proxies`: addresses whose X-Forwarded-*
     headers are believed (then give uvicorn proxy_headers=False); `allowed_origins`: pages at these
@@ -60,15 +63,11 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     async def lifespan(app: Starlette):
         app.state.start_lock = asyncio.Lock()
         await hub.start()
+        await app.state.queue_runner.start()
         try:
             yield
         finally:
-            active = app.state.runner
-            if active is not None:
-                if active.is_running:
-                    active.cancel()  # checkpoint at the next step; the run can resume later
-                    await asyncio.to_thread(active.wait, 30)
-                active.close()
+            await app.state.queue_runner.stop()  # cancels what trains (checkpointed: it can resume later)
             await app.state.imports.wait_all()
             await hub.stop()
 
@@ -87,7 +86,7 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     app.state.root_path = root_path
     app.state.templates = templates
     app.state.hub = hub
-    app.state.runner = runner
+    app.state.queue_runner = QueueRunner(app, training_devices(), runners=runners or ({"cpu": runner} if runner else None))
     app.state.imports = ImportJobs()
     app.state.upload_limits = upload_limits or UploadLimits()
     app.state.tasks = set()

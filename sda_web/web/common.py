@@ -6,15 +6,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 
-def get_runner(app: Starlette):
-    """The app's one TrainingRunner, created on first use (import stays light)."""
-    if app.state.runner is None:
-        from ..training.runner import TrainingRunner
-
-        app.state.runner = TrainingRunner(app.state.data_dir, keep_warm=True)  # resume without torch's import wait
-    return app.state.runner
-
-
 def spawn(app: Starlette, coro) -> None:
     """Run `coro` in the background, holding a reference until it is done."""
     import asyncio

@@ -77,3 +77,8 @@ def state(env: jinja2.Environment, view: RunView, log_scale: bool = False) -> st
         + outcome(env, view)
         + previews(env, view)
     )
+
+
+def queue(env: jinja2.Environment, view) -> str:
+    """The queue panel (a QueueView): every run training, waiting, failed to start or resumable."""
+    return _render(env, "partials/queue.html", q=view)

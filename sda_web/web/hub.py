@@ -38,7 +38,7 @@ from .view import ResumeOffer, RunView
 log = logging.getLogger(__name__)
 
 STATE = "state"  # the key of a full-state frame: it supersedes everything pending
-KEYED = ("chart", "stats", "progress", "controls", "outcome")
+KEYED = ("chart", "stats", "progress", "controls", "outcome", "queue")
 
 
 class Outbox:
@@ -104,6 +104,7 @@ class LiveHub:
         self._task: asyncio.Task | None = None
         self._state_cache: dict[bool, str] = {}
         self._on_finished: list[Callable[[RunView], None]] = []
+        self.queue_html = ""  # the queue panel, rendered by web/queue_runner.py
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -190,6 +191,33 @@ class LiveHub:
         self.view = view
         self._broadcast_state()
 
+    def follow(self, token: int, **run) -> None:
+        """Show a run that is already training (on another device) from now on."""
+        self.begin(token, **run)
+        self.view.status = "running"
+        self._broadcast_state()
+
+    def set_queue(self, html: str) -> None:
+        if html == self.queue_html:
+            return
+        self.queue_html = html
+        self._changed()
+        for client in self.clients:
+            client.outbox.put("queue", html)
+
+    def flush(self) -> None:
+        """Apply the events already handed over, now (before the screen moves to another run)."""
+        queue = self._queue
+        if queue is None or queue.empty():
+            return
+        batch = []
+        while not queue.empty():
+            batch.append(queue.get_nowait())
+        try:
+            self.process(batch)
+        except Exception:
+            log.exception("live hub failed to process events")
+
     def set_cancelling(self) -> None:
         if self.view.running:
             self.view.cancelling = True
@@ -206,7 +234,7 @@ class LiveHub:
     def state_html(self, log_scale: bool = False) -> str:
         html = self._state_cache.get(log_scale)
         if html is None:
-            html = self._state_cache[log_scale] = fragments.state(self.env, self.view, log_scale)
+            html = self._state_cache[log_scale] = fragments.state(self.env, self.view, log_scale) + self.queue_html
         return html
 
     def add_client(self, websocket: WebSocket | None = None, log_scale: bool = False) -> Client:

@@ -218,10 +218,9 @@ async def data_delete_confirm(request: Request):
 def _in_use(app, name: str) -> str | None:
     """Why `name` cannot be deleted now (a run or an import is using it), or None."""
     hub = app.state.hub
-    runner = app.state.runner
-    session = getattr(runner, "last_session", None) if runner is not None and runner.is_running else None
     training = {hub.view.dataset} if hub.view.running else set()
-    training |= {getattr(session, "dataset", None)} if session is not None else set()
+    training |= {getattr(r.last_session, "dataset", None) for r in app.state.queue_runner.active_runners()
+                 if getattr(r, "last_session", None) is not None}
     if name in training:
         return f"“{name}” is being used by the training run right now; cancel it on the Train tab, then delete the dataset."
     if any(job.name == name for job in app.state.imports.active()):

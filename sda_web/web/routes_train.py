@@ -12,12 +12,11 @@ from starlette.websockets import WebSocket
 
 from ..datasets import DatasetError, list_datasets
 from ..library.models import start_choices
-from ..storage import read_json
-from ..training.config import ConfigError, TrainingConfig
-from ..training.runs import RunError, list_previews, load_history, load_run, run_dir_for
+from ..training.config import ConfigError
+from ..training.runs import RunError, load_run, run_dir_for
 from . import fragments
 from .bounds import query_choice, query_flag, read_form
-from .common import get_runner, is_htmx, redirect, render, spawn, url
+from .common import is_htmx, redirect, render, spawn, url
 from .forms import PRESETS, ConfigForm, default_form, parse_config_form, parse_field
 from .selection import current_dataset
 from .view import RunView, latest_run_view, resume_offer
@@ -83,7 +82,7 @@ async def _page(request: Request, *, form: ConfigForm | None = None, status_code
             "link": url(request, "data_page"), "link_label": "Go to the Data tab",
         }, status_code=status_code)
     if prewarm:  # torch takes seconds to import: have a training process ready before Train is pressed
-        get_runner(app).prewarm()
+        app.state.queue_runner.prewarm()
     await refresh_idle_view(app, current.name)
     view = app.state.hub.view
     log_scale = _log_scale(request)
@@ -92,7 +91,8 @@ async def _page(request: Request, *, form: ConfigForm | None = None, status_code
         "tab": "train_page", "dataset": current, "form": form, "presets": PRESETS, "view": view,
         "start_choices": await asyncio.to_thread(start_choices, app.state.data_dir),
         "log_scale": log_scale, "chart_html": fragments.chart(app.state.templates.env, view, log_scale),
-        "refresh": NO_JS_REFRESH_S if view.running else None, **extra,
+        "queue_html": app.state.hub.queue_html,
+        "refresh": NO_JS_REFRESH_S if view.running or app.state.queue_runner.is_running else None, **extra,
     }
     return render(request, "train.html", context, status_code=status_code)
 
@@ -137,17 +137,46 @@ async def _message_response(request: Request, message: str | None, status_code: 
     return await _page(request, status_code=status_code, message=message, message_kind=kind)
 
 
-def _busy_message(view: RunView) -> str:
-    where = f" on “{view.dataset}”" if view.dataset else ""
-    at = f" (epoch {view.epochs_done} of {view.total_epochs})" if view.total_epochs else ""
-    return f"A training run is already active{where}{at}. Cancel it or wait for it to finish before starting another."
+def requester(request: Request) -> str:
+    """Who pressed Train, as the queue shows it: the address of their laptop or phone."""
+    host = request.client.host if request.client else ""
+    return "this machine" if host in ("127.0.0.1", "::1", "localhost", "testclient", "") else host
+
+
+async def _queue_and_answer(request: Request, add) -> tuple[str | None, str]:
+    """Queue a run (`add` puts it in the queue), start it if a device is free, and say which:
+    (None, "") when it started, else (the sentence to show, its kind)."""
+    from ..training.queue import QueueError
+    from ..training.queue_view import build_queue_view, queued_sentence
+
+    queue_runner = request.app.state.queue_runner
+    try:
+        entry = await asyncio.to_thread(add, queue_runner.queue)
+    except QueueError as exc:
+        return str(exc), "error"
+    queue_runner.wake()
+    await queue_runner.dispatch()
+    state = await asyncio.to_thread(queue_runner.queue.state)
+    found = state.find(entry.entry_id)
+    if found is None:  # its turn came at once and it could not start
+        failure = next((f for f in state.failures if f.entry_id == entry.entry_id), None)
+        return (failure.error if failure else "That run could not start."), "error"
+    if found.state == "running":
+        return None, ""
+    view = await asyncio.to_thread(build_queue_view, request.app.state.data_dir, state, len(queue_runner.devices),
+                                   queue_runner.ended, request.app.state.hub.view)
+    await queue_runner.publish()
+    if not queue_runner.executing:
+        return "Queued; another server on this data folder runs the queue and will start it.", "ok"
+    return queued_sentence(view, entry.entry_id) or "Queued.", "ok"
 
 
 # ---- actions -----------------------------------------------------------------
 
 async def train_start(request: Request):
+    from ..training.runner import plan_new_run
+
     app = request.app
-    hub = app.state.hub
     data = await read_form(request)
     current = await _current(app)
     if current is None:
@@ -155,50 +184,41 @@ async def train_start(request: Request):
     form = parse_config_form(data, current.file_count)
     if not form.ok:
         return await _form_response(request, form, 422)
+    start_from = form.values.get("start_from") or None
+    try:  # what would stop it starting is said now, not when its turn comes
+        plan = await asyncio.to_thread(plan_new_run, app.state.data_dir, current.name, form.config, start_from)
+    except (ConfigError, DatasetError, RunError) as exc:
+        return await _form_response(request, form, 422, str(exc))
 
-    async with app.state.start_lock:
-        runner = get_runner(app)
-        if runner.is_running:  # the runner, not the view: a view can lag behind a run that just ended
-            return await _form_response(request, form, 409, _busy_message(hub.view))
-        previous, token = hub.view, hub.new_token()
-        config = form.config
-        hub.begin(token, run_id=None, dataset=current.name, total_epochs=config.epochs,
-                  preview_every=config.preview_every)
-        try:
-            run_id = await asyncio.to_thread(runner.start, current.name, config, hub.callback_for(token),
-                                             start_from=form.values.get("start_from") or None)
-        except Exception as exc:
-            hub.abort(token, previous)
-            return await _form_response(request, form, *_start_error(exc, hub.view))
-        hub.attach_run(token, run_id)
+    def add(queue):
+        return queue.add(kind="new", dataset=current.name, requested_by=requester(request),
+                         config=plan.config.to_dict(), start_from=start_from)
 
+    message, kind = await _queue_and_answer(request, add)
+    if message is not None:
+        return await _form_response(request, form, 409 if kind == "error" else 202, message, kind)
     if is_htmx(request):
         return render(request, "partials/train_form.html", {
             "form": form, "presets": PRESETS, "start_choices": await asyncio.to_thread(start_choices, app.state.data_dir)})
     return redirect(request, "train_page")
 
 
-def _start_error(exc: Exception, view: RunView) -> tuple[int, str]:
-    from ..training.runner import RunnerBusy
-
-    if isinstance(exc, RunnerBusy):
-        return 409, _busy_message(view)
-    if isinstance(exc, (ConfigError, DatasetError, RunError)):
-        return 422, str(exc)
-    return 500, f"Training could not start ({type(exc).__name__}: {exc})."
-
-
 async def train_cancel(request: Request):
-    runner = request.app.state.runner
+    app = request.app
+    data = await read_form(request)
+    run_id = data.get("run_id", "").strip() or app.state.hub.view.run_id
+    runner = app.state.queue_runner.runner_of(run_id) or next(iter(app.state.queue_runner.active_runners()), None)
     if runner is None or not runner.cancel():
         return await _message_response(request, "Nothing is training right now.", 409)
-    request.app.state.hub.set_cancelling()
+    if runner.current_run_id == app.state.hub.view.run_id:
+        app.state.hub.set_cancelling()
     return await _message_response(request, None, 200)
 
 
 async def train_resume(request: Request):
+    from ..training.runner import plan_resume
+
     app = request.app
-    hub = app.state.hub
     data = await read_form(request)
     run_id = data.get("run_id", "").strip()
     if not run_id:
@@ -209,47 +229,53 @@ async def train_resume(request: Request):
             epochs = parse_field("epochs", data["epochs"])
         except ValueError as exc:
             return await _message_response(request, str(exc), 422)
+    if app.state.queue_runner.runner_of(run_id) is not None:
+        return await _message_response(request, f"Run {run_id!r} is training right now.", 409)
+    try:
+        info = await asyncio.to_thread(load_run, app.state.data_dir, run_id)
+    except RunError as exc:
+        return await _message_response(request, str(exc), 404)
+    if info.status == "running":
+        return await _message_response(request, f"Run {run_id!r} is training right now.", 409)
+    if info.epochs_done < info.total_epochs:
+        epochs = None  # continue to the run's own target
+    elif epochs is None or epochs <= info.epochs_done:
+        return await _message_response(request, (
+            f"This run already trained all {info.epochs_done} epochs. Raise Max epochs above "
+            f"{info.epochs_done}, then press Resume Training to continue it."), 422)
+    try:
+        await asyncio.to_thread(plan_resume, app.state.data_dir, run_id, epochs)
+    except (ConfigError, DatasetError, RunError) as exc:
+        return await _message_response(request, str(exc), 409 if "imported" in str(exc) else 422)
 
-    async with app.state.start_lock:
-        runner = get_runner(app)
-        if runner.is_running:
-            return await _message_response(request, _busy_message(hub.view), 409)
-        try:
-            info = await asyncio.to_thread(load_run, app.state.data_dir, run_id)
-        except RunError as exc:
-            return await _message_response(request, str(exc), 404)
-        from ..library.models import IMPORTED_CANNOT_RESUME, is_imported
+    def add(queue):
+        return queue.add(kind="resume", dataset=info.dataset, requested_by=requester(request), epochs=epochs,
+                         run_id=run_id)
 
-        if await asyncio.to_thread(is_imported, info.run_dir):
-            return await _message_response(request, IMPORTED_CANNOT_RESUME, 409)
-        if info.epochs_done < info.total_epochs:
-            epochs = None  # continue to the run's own target
-        elif epochs is None or epochs <= info.epochs_done:
-            return await _message_response(request, (
-                f"This run already trained all {info.epochs_done} epochs. Raise Max epochs above "
-                f"{info.epochs_done}, then press Resume Training to continue it."), 422)
-
-        def read_past():
-            history = [m for m in load_history(info.run_dir) if m.epoch <= info.epochs_done]
-            previews = [p for p in list_previews(info.run_dir) if p.epoch <= info.epochs_done]
-            try:  # only for the "next preview at epoch N" hint
-                config = TrainingConfig.from_dict(read_json(info.run_dir / "config.json"))
-                preview_every = config.with_overrides(epochs=epochs).preview_every
-            except (OSError, ValueError, TypeError):
-                preview_every = None
-            return history, previews, preview_every
-
-        history, previews, preview_every = await asyncio.to_thread(read_past)
-        previous, token = hub.view, hub.new_token()
-        hub.begin(token, run_id=run_id, dataset=info.dataset, total_epochs=epochs or info.total_epochs,
-                  history=history, previews=previews, preview_every=preview_every)
-        try:
-            await asyncio.to_thread(runner.resume, run_id, hub.callback_for(token), epochs=epochs)
-        except Exception as exc:
-            hub.abort(token, previous)
-            status_code, message = _start_error(exc, hub.view)
-            return await _message_response(request, message, status_code)
+    message, kind = await _queue_and_answer(request, add)
+    if message is not None:
+        return await _message_response(request, message, 409 if kind == "error" else 202, kind)
     return await _message_response(request, None, 200)
+
+
+async def _queue_change(request: Request, change) -> object:
+    from ..training.queue import QueueError
+
+    queue_runner = request.app.state.queue_runner
+    try:
+        await asyncio.to_thread(change, queue_runner.queue, request.path_params["entry_id"])
+    except QueueError as exc:
+        return await _message_response(request, str(exc), 409)
+    await queue_runner.publish()
+    return await _message_response(request, None, 200)
+
+
+async def train_queue_remove(request: Request):
+    return await _queue_change(request, lambda queue, entry_id: queue.remove(entry_id))
+
+
+async def train_queue_front(request: Request):
+    return await _queue_change(request, lambda queue, entry_id: queue.move_to_front(entry_id))
 
 
 # ---- live and files ------------------------------------------------------------
@@ -281,6 +307,8 @@ routes = [
     Route("/train/start", train_start, methods=["POST"], name="train_start"),
     Route("/train/cancel", train_cancel, methods=["POST"], name="train_cancel"),
     Route("/train/resume", train_resume, methods=["POST"], name="train_resume"),
+    Route("/train/queue/{entry_id:str}/remove", train_queue_remove, methods=["POST"], name="train_queue_remove"),
+    Route("/train/queue/{entry_id:str}/front", train_queue_front, methods=["POST"], name="train_queue_front"),
     WebSocketRoute("/train/ws", train_ws, name="train_ws"),
     Route("/train/runs/{run_id}/previews/{name}", preview_audio, name="preview_audio"),
 ]
