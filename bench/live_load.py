@@ -76,11 +76,12 @@ def run_server(port: int, data_dir: str, in_process: bool = False) -> None:
     from sda_web.web.app import create_app
     from sda_web.web.serve import PER_MESSAGE_DEFLATE
 
-    app = create_app(data_dir)
     if in_process:  # the old design, for comparison: training on a thread of the server process
         from sda_web.training import TrainingRunner
 
-        app.state.runner = TrainingRunner(data_dir, in_process=True)
+        app = create_app(data_dir, runner=TrainingRunner(data_dir, in_process=True))
+    else:
+        app = create_app(data_dir)
     hub = app.state.hub
     steps_seen = count_steps_per_epoch(hub)
 
@@ -115,7 +116,7 @@ def run_server(port: int, data_dir: str, in_process: bool = False) -> None:
                 ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed memory back: RSS then shows what is live
             except OSError:
                 pass
-        runner = app.state.runner
+        runner = next(iter(app.state.queue_runner.runners), None)
         return JSONResponse({
             "rss_kb": rss_kb(), "clients": len(hub.clients), "cpu": thread_cpu(), "proc_cpu": sum(os.times()[:2]), "tasks": len(aio.all_tasks()),
             "pending_frames": sum(len(c.outbox) for c in hub.clients),

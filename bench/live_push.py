@@ -80,7 +80,7 @@ def run_server(port: int, data_dir: str) -> None:
         return JSONResponse(emitted)
 
     async def timings(request):
-        runner = app.state.runner
+        runner = next(iter(app.state.queue_runner.runners), None)
         return JSONResponse({"running": bool(runner and runner.is_running), "steps_per_epoch": steps_seen[0],
                              "epochs": runner.epoch_timings if runner else []})
 

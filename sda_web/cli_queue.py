@@ -11,13 +11,14 @@ asks the server to cancel a training one (it keeps its checkpoint).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
 
 from .cli_progress import progress_line, report_end
 from .training.events import TrainingCompleteEvent
-from .training.queue import RunQueue
+from .training.queue import RunQueue, executor_running
 from .training.queue_view import build_queue_view, queued_sentence
 from .training.runs import RunError, load_run, read_progress
 
@@ -25,8 +26,6 @@ POLL_S = 0.25
 
 
 def requested_by() -> str:
-    import os
-
     return f"sda train (pid {os.getpid()})"
 
 
@@ -113,8 +112,6 @@ def _report(data_dir, run_id: str | None, dataset: str, out) -> int:
 
 def print_queue(data_dir, as_json: bool, out=None) -> int:
     """`sda queue`: what trains and what waits on this data folder."""
-    from .training.queue import executor_running
-
     out = out or sys.stdout
     state = RunQueue(data_dir).state()
     view = build_queue_view(data_dir, state, 1)

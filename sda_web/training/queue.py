@@ -170,21 +170,13 @@ class RunQueue:
 
     def remove(self, entry_id: str) -> QueueEntry:
         with self._changing() as state:
-            entry = state.find(entry_id)
-            if entry is None:
-                raise QueueError("That run is no longer in the queue.")
-            if entry.state == RUNNING:
-                raise QueueError(f"The run on “{entry.dataset}” is training now; cancel it instead.")
+            entry = _waiting(state, entry_id, "is training now; cancel it instead")
             state.entries.remove(entry)
         return entry
 
     def move_to_front(self, entry_id: str) -> QueueEntry:
         with self._changing() as state:
-            entry = state.find(entry_id)
-            if entry is None:
-                raise QueueError("That run is no longer in the queue.")
-            if entry.state == RUNNING:
-                raise QueueError(f"The run on “{entry.dataset}” is already training.")
+            entry = _waiting(state, entry_id, "is already training")
             state.entries.remove(entry)
             first_waiting = next((i for i, e in enumerate(state.entries) if e.state == QUEUED), len(state.entries))
             state.entries.insert(first_waiting, entry)
@@ -266,6 +258,16 @@ class RunQueue:
                     atomic_write_json(self.path, after)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _waiting(state: QueueState, entry_id: str, if_running: str) -> QueueEntry:
+    """The waiting entry a viewer clicked, or why it cannot be changed."""
+    entry = state.find(entry_id)
+    if entry is None:
+        raise QueueError("That run is no longer in the queue.")
+    if entry.state == RUNNING:
+        raise QueueError(f"The run on “{entry.dataset}” {if_running}.")
+    return entry
 
 
 def _as_json(state: QueueState) -> dict:

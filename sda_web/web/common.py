@@ -1,6 +1,8 @@
 """Small helpers every route module uses."""
 from __future__ import annotations
 
+import asyncio
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
@@ -8,11 +10,20 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 def spawn(app: Starlette, coro) -> None:
     """Run `coro` in the background, holding a reference until it is done."""
-    import asyncio
-
     task = asyncio.get_running_loop().create_task(coro)
     app.state.tasks.add(task)
     task.add_done_callback(app.state.tasks.discard)
+
+
+async def cancel_task(task) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
 
 
 def url(request: Request, route: str, /, **params) -> str:

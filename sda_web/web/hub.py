@@ -33,6 +33,7 @@ from ..training.events import (
     TrainingCompleteEvent,
 )
 from . import fragments
+from .common import cancel_task
 from .view import ResumeOffer, RunView
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,8 @@ class LiveHub:
         self._task = asyncio.create_task(self._run(), name="live-hub")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         for client in list(self.clients):
             if client.websocket is not None:
                 try:

@@ -22,11 +22,16 @@ import logging
 import time
 from dataclasses import dataclass
 
+from ..datasets import DatasetError
+from ..storage import read_json
 from ..training.config import ConfigError, TrainingConfig
 from ..training.events import TrainingCompleteEvent
 from ..training.queue import ExecutorLock, QueueEntry, RunQueue
+from ..training.queue_view import QueueView, build_queue_view
+from ..training.runner import RunnerBusy, TrainingRunner
 from ..training.runs import RunError, list_previews, load_history, load_run
-from ..storage import read_json
+from . import fragments
+from .common import cancel_task, spawn
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +70,6 @@ class QueueRunner:
         self._seen_version = None
         self._refreshed = 0.0
         self._stopping = False
-        from . import fragments
-        from ..training.queue_view import QueueView
-
         app.state.hub.queue_html = fragments.queue(app.state.hub.env, QueueView())  # the panel is always there
 
     # ---- runners ---------------------------------------------------------------
@@ -75,10 +77,13 @@ class QueueRunner:
     def runner(self, device: str):
         runner = self._runners.get(device)
         if runner is None:
-            from ..training.runner import TrainingRunner
-
             runner = self._runners[device] = TrainingRunner(self.app.state.data_dir, keep_warm=True)
         return runner
+
+    @property
+    def runners(self) -> list:
+        """Every runner made so far (one per device that has trained)."""
+        return list(self._runners.values())
 
     def active_runners(self) -> list:
         return [r for r in self._runners.values() if r.is_running]
@@ -111,13 +116,8 @@ class QueueRunner:
         self._task = asyncio.create_task(self._loop(), name="queue-runner")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         self._stopping = True  # a run ending now must not start the next one
         training = (await asyncio.to_thread(self.queue.state)).running if self.executing else []
         for runner in self.active_runners():
@@ -226,8 +226,6 @@ class QueueRunner:
         return callback
 
     def _ended(self, entry: QueueEntry, done: TrainingCompleteEvent) -> None:
-        from .common import spawn
-
         spawn(self.app, self._after_end(entry, done))
 
     async def _after_end(self, entry: QueueEntry, done: TrainingCompleteEvent) -> None:
@@ -237,7 +235,7 @@ class QueueRunner:
         hub.flush()  # its finished frame goes out before the next run takes the screen
         token = self._tokens.pop(entry.entry_id, None)
         self._cancelled.discard(entry.entry_id)
-        run_id = (self.queue.state().find(entry.entry_id) or entry).run_id
+        run_id = ((await asyncio.to_thread(self.queue.state)).find(entry.entry_id) or entry).run_id
         self.ended = [EndedRun(run_id, entry.dataset, entry.requested_by, done.outcome, done.epochs_done,
                                done.total_epochs, time.time()), *self.ended][:KEEP_ENDED]
         await asyncio.to_thread(self.queue.finished, entry.entry_id)
@@ -273,9 +271,6 @@ class QueueRunner:
 
     async def publish(self) -> None:
         """Redraw the queue panel for every viewer."""
-        from . import fragments
-        from ..training.queue_view import build_queue_view
-
         hub = self.app.state.hub
         state = await asyncio.to_thread(self.queue.state)
         view = await asyncio.to_thread(build_queue_view, self.app.state.data_dir, state, len(self.devices),
@@ -328,9 +323,6 @@ def _stopped_how(data_dir, run_id: str | None) -> str:
 
 def start_error(exc: Exception) -> str:
     """One sentence for a run that could not start."""
-    from ..datasets import DatasetError
-    from ..training.runner import RunnerBusy
-
     if isinstance(exc, (ConfigError, DatasetError, RunError, RunnerBusy)):
         return str(exc)
     return f"Training could not start ({type(exc).__name__}: {exc})."

@@ -11,8 +11,11 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from ..datasets import DatasetError, list_datasets
-from ..library.models import start_choices
+from ..library.models import is_imported, start_choices
 from ..training.config import ConfigError
+from ..training.queue import QueueError
+from ..training.queue_view import build_queue_view, queued_sentence
+from ..training.runner import IMPORTED_CANNOT_RESUME, plan_new_run, plan_resume
 from ..training.runs import RunError, load_run, run_dir_for
 from . import fragments
 from .bounds import query_choice, query_flag, read_form
@@ -140,15 +143,12 @@ async def _message_response(request: Request, message: str | None, status_code: 
 def requester(request: Request) -> str:
     """Who pressed Train, as the queue shows it: the address of their laptop or phone."""
     host = request.client.host if request.client else ""
-    return "this machine" if host in ("127.0.0.1", "::1", "localhost", "testclient", "") else host
+    return "this machine" if host in ("127.0.0.1", "::1", "localhost", "") else host
 
 
 async def _queue_and_answer(request: Request, add) -> tuple[str | None, str]:
     """Queue a run (`add` puts it in the queue), start it if a device is free, and say which:
     (None, "") when it started, else (the sentence to show, its kind)."""
-    from ..training.queue import QueueError
-    from ..training.queue_view import build_queue_view, queued_sentence
-
     queue_runner = request.app.state.queue_runner
     try:
         entry = await asyncio.to_thread(add, queue_runner.queue)
@@ -174,8 +174,6 @@ async def _queue_and_answer(request: Request, add) -> tuple[str | None, str]:
 # ---- actions -----------------------------------------------------------------
 
 async def train_start(request: Request):
-    from ..training.runner import plan_new_run
-
     app = request.app
     data = await read_form(request)
     current = await _current(app)
@@ -216,8 +214,6 @@ async def train_cancel(request: Request):
 
 
 async def train_resume(request: Request):
-    from ..training.runner import plan_resume
-
     app = request.app
     data = await read_form(request)
     run_id = data.get("run_id", "").strip()
@@ -237,6 +233,8 @@ async def train_resume(request: Request):
         return await _message_response(request, str(exc), 404)
     if info.status == "running":
         return await _message_response(request, f"Run {run_id!r} is training right now.", 409)
+    if await asyncio.to_thread(is_imported, info.run_dir):
+        return await _message_response(request, IMPORTED_CANNOT_RESUME, 409)
     if info.epochs_done < info.total_epochs:
         epochs = None  # continue to the run's own target
     elif epochs is None or epochs <= info.epochs_done:
@@ -246,7 +244,7 @@ async def train_resume(request: Request):
     try:
         await asyncio.to_thread(plan_resume, app.state.data_dir, run_id, epochs)
     except (ConfigError, DatasetError, RunError) as exc:
-        return await _message_response(request, str(exc), 409 if "imported" in str(exc) else 422)
+        return await _message_response(request, str(exc), 422)
 
     def add(queue):
         return queue.add(kind="resume", dataset=info.dataset, requested_by=requester(request), epochs=epochs,
@@ -259,8 +257,6 @@ async def train_resume(request: Request):
 
 
 async def _queue_change(request: Request, change) -> object:
-    from ..training.queue import QueueError
-
     queue_runner = request.app.state.queue_runner
     try:
         await asyncio.to_thread(change, queue_runner.queue, request.path_params["entry_id"])
