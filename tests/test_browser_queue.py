@@ -12,7 +12,7 @@ from sda_web.training.runs import list_runs
 from server_helpers import Server, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-FIRST_EPOCHS = 200  # about 25 s on 4 demo sounds: time for the clicks below while it trains
+FIRST_EPOCHS = 300  # about 40 s on 4 demo sounds: time for the clicks below while it trains
 
 
 def queue_train(page, epochs: int, expect: str) -> None:
