@@ -166,7 +166,7 @@ def _cmd_demo(args) -> int:
 def _cmd_train(args) -> int:
     from .cli_queue import follow_queued, requested_by
     from .datasets import DatasetError, import_folder, load_dataset
-    from .training import TrainingRunner, get_adaptive_config, list_runs
+    from .training import TrainingRunner, get_adaptive_config, latest_resumable_run
     from .training.queue import RunQueue, executor_running
     from .training.runner import plan_new_run, plan_resume
 
@@ -190,12 +190,7 @@ def _cmd_train(args) -> int:
     runner = None if on_server else TrainingRunner(data_dir)
     events: queue.Queue = queue.Queue()
     if args.resume:
-        from .library.models import is_imported
-        from .training.runs import is_segment_run
-
-        run = next((r for r in list_runs(data_dir, manifest.name) if r.has_checkpoint and not is_imported(r.run_dir)
-                    and not is_segment_run(r.run_dir)),
-                   None)
+        run = latest_resumable_run(data_dir, manifest.name)
         if run is None:
             raise DatasetError(f"Dataset {manifest.name!r} has no run with a checkpoint to resume; train without --resume first.")
         if on_server:

@@ -23,6 +23,7 @@ from .training.queue_view import build_queue_view, queued_sentence
 from .training.runs import RunError, load_run, read_progress
 
 POLL_S = 0.25
+RESAY_S = 5.0  # how often a waiting run's estimate is worked out again when the queue has not changed
 
 
 def requested_by() -> str:
@@ -43,7 +44,9 @@ def follow_queued(data_dir, entry_id: str, dataset: str, out=None) -> int:
 
 def _follow(queue: RunQueue, data_dir, entry_id: str, dataset: str, out, interrupted: list) -> int:
     said, run_id, last_epoch, asked_cancel = None, None, 0, False
+    seen, said_at = None, 0.0
     while True:
+        version = queue.version()
         state = queue.state()
         entry = state.find(entry_id)
         if entry is None:
@@ -64,6 +67,10 @@ def _follow(queue: RunQueue, data_dir, entry_id: str, dataset: str, out, interru
             queue.request_cancel(entry_id)
             print("\nAsking the server to stop at the next step and save a checkpoint...", file=out, flush=True)
         if entry.state == "queued":
+            if version == seen and time.monotonic() - said_at < RESAY_S:
+                time.sleep(POLL_S)
+                continue  # the estimate reads every run's history: not four times a second
+            seen, said_at = version, time.monotonic()
             sentence = queued_sentence(build_queue_view(data_dir, state, 1), entry_id)
             if sentence and sentence != said:
                 said = sentence

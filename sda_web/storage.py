@@ -22,15 +22,18 @@ def resolve_data_dir(cli_value: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """`durable=False` skips the fsync: for small files rewritten often whose loss in a power
+    cut costs nothing (a run's latest-epoch progress); readers still never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
@@ -48,23 +51,9 @@ def json_safe(value):
     return value
 
 
-def atomic_write_json(path: Path, data) -> None:
+def atomic_write_json(path: Path, data, durable: bool = True) -> None:
     text = json.dumps(json_safe(data), indent=1, allow_nan=False)
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def replace_json(path: Path, data) -> None:
-    """Atomic like atomic_write_json but without fsync: for small files rewritten often whose
-    loss in a power cut costs nothing (a run's latest-epoch progress)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(json_safe(data), f, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
 def read_json(path: Path):

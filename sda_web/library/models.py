@@ -264,15 +264,6 @@ def import_model(data_dir: Path, zip_path: Path) -> ModelInfo:
     return load_model(data_dir, run_id)
 
 
-from ..training.runner import IMPORTED_CANNOT_RESUME  # noqa: E402,F401  (the refusal lives with the resume rule)
-
-
-def is_imported(run_dir: Path) -> bool:
-    """Whether a run folder came from import_model (weights only: nothing to resume)."""
-    try:
-        return bool(read_json(Path(run_dir) / "run.json").get("imported_from"))
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _now() -> str:

@@ -145,7 +145,7 @@ class RunQueue:
         failures = [f for f in (QueueFailure.from_dict(d) for d in raw.get("failures", []) if isinstance(d, dict)) if f]
         return QueueState(entries, failures)
 
-    def version(self) -> float:
+    def version(self) -> int:
         """Changes whenever the file does (a cheap poll for other processes' changes)."""
         try:
             return self.path.stat().st_mtime_ns

@@ -8,19 +8,33 @@ the estimate pessimistic, which is the right way round for "about 4 min".
 """
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
 from ..storage import read_json
 from .queue import QueueEntry, QueueState
-from .runs import list_runs, load_history
+from .runs import RunInfo, load_history
 
 _MAX_RUNS_LOOKED_AT = 12
 
 
-def seconds_per_epoch(data_dir: Path, dataset: str, file_count: int) -> float | None:
-    """This machine's recent epoch time for `file_count` files of `dataset` (None: never measured)."""
-    measured = []  # (same dataset?, seconds per epoch per file)
-    for info in list_runs(data_dir)[:_MAX_RUNS_LOOKED_AT]:
+@dataclass(frozen=True)
+class EpochRates:
+    """Seconds per epoch per training file, of the newest measured run of each dataset."""
+
+    by_dataset: dict[str, float]
+    newest: float | None  # of any dataset
+
+    def seconds_per_epoch(self, dataset: str, file_count: int) -> float | None:
+        """This machine's recent epoch time for `file_count` files of `dataset` (None: never measured)."""
+        rate = self.by_dataset.get(dataset, self.newest)
+        return None if rate is None else rate * max(1, file_count)
+
+
+def epoch_rates(runs: list[RunInfo]) -> EpochRates:
+    """From `runs`, newest first (list_runs), the first few that recorded their timing."""
+    by_dataset: dict[str, float] = {}
+    newest = None
+    for info in runs[:_MAX_RUNS_LOOKED_AT]:
         try:
             history = load_history(info.run_dir)
             files = len(read_json(info.run_dir / "run.json").get("train_files", []))
@@ -28,13 +42,10 @@ def seconds_per_epoch(data_dir: Path, dataset: str, file_count: int) -> float | 
             continue
         if not history or files <= 0 or not history[-1].elapsed_s:
             continue
-        per_epoch = history[-1].elapsed_s / max(1, history[-1].epoch - history[0].epoch + 1)
-        measured.append((info.dataset == dataset, per_epoch / files))
-    if not measured:
-        return None
-    same = [rate for mine, rate in measured if mine]
-    rate = (same or [rate for _, rate in measured])[0]  # newest first
-    return rate * max(1, file_count)
+        rate = history[-1].elapsed_s / max(1, history[-1].epoch - history[0].epoch + 1) / files
+        by_dataset.setdefault(info.dataset, rate)
+        newest = rate if newest is None else newest
+    return EpochRates(by_dataset, newest)
 
 
 def run_seconds(entry: QueueEntry, epoch_seconds: float | None, epochs_done: int = 0) -> float | None:

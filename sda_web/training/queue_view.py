@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..datasets import DatasetError, load_dataset
 from .queue import QueueEntry, QueueFailure, QueueState, ordinal
-from .queue_estimates import about, run_seconds, seconds_per_epoch, start_estimates
-from .runs import RunError, is_segment_run, list_runs, load_run, read_progress
+from .queue_estimates import EpochRates, about, epoch_rates, run_seconds, start_estimates
+from .runs import RunInfo, is_segment_run, list_runs, read_progress
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,19 @@ class QueueView:
 
 def build_queue_view(data_dir: Path, state: QueueState, devices: int, ended=(), live=None) -> QueueView:
     """`live`: the run the Train tab shows (a RunView), whose latest epoch is fresher than the disk's."""
+    runs = list_runs(data_dir)  # read once: estimates, progress and the interrupted runs all use it
+    by_id = {info.run_id: info for info in runs}
+    rates = epoch_rates(runs)
     remaining: dict[str, float | None] = {}
     running = []
     for entry in state.running:
-        done, total, left = _progress(data_dir, entry, live)
+        done, total, left = _progress(by_id.get(entry.run_id), entry, live)
         remaining[entry.entry_id] = left
         when = f"{about(left)} left" if left is not None else "starting"
         running.append(QueueRow(entry.entry_id, entry.dataset, entry.preset, entry.requested_by, entry.state,
                                 device=entry.device, run_id=entry.run_id, epochs_done=done, total_epochs=total,
                                 when=when))
-    durations = {e.entry_id: _duration(data_dir, e) for e in state.waiting}
+    durations = {e.entry_id: _duration(data_dir, e, rates, by_id) for e in state.waiting}
     starts = start_estimates(state, devices, remaining, durations)
     waiting = []
     ahead = [e.dataset for e in state.running]
@@ -75,8 +78,7 @@ def build_queue_view(data_dir: Path, state: QueueState, devices: int, ended=(), 
                                 position=position, run_id=entry.run_id, total_epochs=entry.total_epochs or 0,
                                 when=when))
         ahead.append(entry.dataset)
-    return QueueView(running, waiting, list(reversed(state.failures)), list(ended),
-                     _interrupted(data_dir, state), devices)
+    return QueueView(running, waiting, list(reversed(state.failures)), list(ended), _interrupted(runs, state), devices)
 
 
 def queued_sentence(view: QueueView, entry_id: str) -> str | None:
@@ -87,40 +89,37 @@ def queued_sentence(view: QueueView, entry_id: str) -> str | None:
     return f"Queued, {row.ordinal}, {row.when}."
 
 
-def _progress(data_dir: Path, entry: QueueEntry, live) -> tuple[int, int, float | None]:
+def _progress(info: RunInfo | None, entry: QueueEntry, live) -> tuple[int, int, float | None]:
     """(epochs done, total, seconds left) of a running entry: from the live view when it shows
     this run, else from the progress its trainer writes each epoch."""
     if live is not None and entry.run_id and live.run_id == entry.run_id and live.latest is not None:
         latest = live.latest
     else:
-        try:
-            latest = read_progress(load_run(data_dir, entry.run_id).run_dir) if entry.run_id else None
-        except RunError:
-            latest = None
+        latest = read_progress(info.run_dir) if info is not None else None
     if latest is None:
         return 0, entry.total_epochs or 0, None
     return latest.epoch, latest.total_epochs, latest.eta_s
 
 
-def _duration(data_dir: Path, entry: QueueEntry) -> float | None:
+def _duration(data_dir: Path, entry: QueueEntry, rates: EpochRates, by_id: dict[str, RunInfo]) -> float | None:
     try:
         files = load_dataset(data_dir, entry.dataset).file_count
     except DatasetError:
         return None
     done = 0
-    if entry.kind == "resume" and entry.run_id:
-        try:
-            done = load_run(data_dir, entry.run_id).epochs_done
-        except RunError:
+    if entry.kind == "resume":
+        resumed = by_id.get(entry.run_id)
+        if resumed is None:
             return None
-    return run_seconds(entry, seconds_per_epoch(data_dir, entry.dataset, files), done)
+        done = resumed.epochs_done
+    return run_seconds(entry, rates.seconds_per_epoch(entry.dataset, files), done)
 
 
-def _interrupted(data_dir: Path, state: QueueState, limit: int = 3) -> list[ResumableRun]:
+def _interrupted(runs: list[RunInfo], state: QueueState, limit: int = 3) -> list[ResumableRun]:
     """Runs cut off by a restart (or a crash) that can resume and are not queued already."""
     queued = {e.run_id for e in state.entries if e.run_id}
     found = []
-    for info in list_runs(data_dir):
+    for info in runs:
         if info.status == "interrupted" and info.has_checkpoint and info.run_id not in queued \
                 and not is_segment_run(info.run_dir) and info.epochs_done < info.total_epochs:
             found.append(ResumableRun(info.run_id, info.dataset, info.epochs_done, info.total_epochs))

@@ -30,8 +30,8 @@ from typing import Callable
 from ..storage import atomic_write_json, read_json
 from .config import ConfigError, TrainingConfig
 from .events import TrainingCompleteEvent, TrainingEvent
-from .runs import (SEGMENT_MODEL_CANNOT_RESUME, RunError, RunInfo, is_segment_run, load_run, mark_live, new_run_id, now_iso,
-                   run_dir_for, write_run_record)
+from .runs import (SEGMENT_MODEL_CANNOT_RESUME, RunError, RunInfo, is_imported, is_segment_run, load_run, mark_live,
+                   new_run_id, now_iso, run_dir_for, write_run_record)
 from .session import Session
 from .split import split_by_file
 
@@ -256,9 +256,9 @@ def plan_resume(data_dir: Path, run_id: str, epochs: int | None = None) -> Resum
     from ..datasets import DatasetError, dataset_dir
 
     info = load_run(data_dir, run_id)
-    record = read_json(info.run_dir / "run.json")
-    if record.get("imported_from"):
+    if is_imported(info.run_dir):
         raise RunError(IMPORTED_CANNOT_RESUME)
+    record = read_json(info.run_dir / "run.json")
     if not info.has_checkpoint:
         raise RunError(f"Run {run_id!r} has no checkpoint to resume from; start a new run instead.")
     if is_segment_run(info.run_dir):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..storage import atomic_write_json, read_json, replace_json
+from ..storage import atomic_write_json, read_json
 from .events import EpochMetrics, PreviewEvent
 
 RUN_STATUSES = ("running", "completed", "stopped", "cancelled", "failed", "interrupted")
@@ -159,8 +159,19 @@ def list_runs(data_dir: Path, dataset: str | None = None) -> list[RunInfo]:
     return runs
 
 
+def is_imported(run_dir: Path) -> bool:
+    """Whether a run folder came from an imported model (weights only: nothing to resume)."""
+    try:
+        return bool(read_json(Path(run_dir) / "run.json").get("imported_from"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def latest_resumable_run(data_dir: Path, dataset: str) -> RunInfo | None:
-    return next((r for r in list_runs(data_dir, dataset) if r.has_checkpoint), None)
+    """The run Resume Training continues on `dataset`: the newest with a checkpoint that this
+    release can train further (not an imported model, not an earlier segment model)."""
+    return next((r for r in list_runs(data_dir, dataset)
+                 if r.has_checkpoint and not is_imported(r.run_dir) and not is_segment_run(r.run_dir)), None)
 
 
 def load_history(run_dir: Path) -> list[EpochMetrics]:
@@ -175,7 +186,7 @@ def save_history(run_dir: Path, history: list[EpochMetrics]) -> None:
 
 
 def write_progress(run_dir: Path, metrics: EpochMetrics) -> None:
-    replace_json(Path(run_dir) / "progress.json", metrics.to_dict())
+    atomic_write_json(Path(run_dir) / "progress.json", metrics.to_dict(), durable=False)
 
 
 def read_progress(run_dir: Path) -> EpochMetrics | None:

@@ -39,7 +39,7 @@ from .view import ResumeOffer, RunView
 log = logging.getLogger(__name__)
 
 STATE = "state"  # the key of a full-state frame: it supersedes everything pending
-KEYED = ("chart", "stats", "progress", "controls", "outcome", "queue")
+KEYED = ("chart", "stats", "progress", "controls", "outcome")  # the queue panel is keyed too: set_queue
 
 
 class Outbox:
@@ -152,14 +152,15 @@ class LiveHub:
     # ---- views set from the loop (routes) ---------------------------------
 
     def begin(self, token: int, *, run_id: str, dataset: str, total_epochs: int,
-              history=(), previews=(), preview_every: int | None = None) -> None:
-        """A run was just started or resumed; show it from its first frame."""
+              history=(), previews=(), preview_every: int | None = None, status: str = "starting") -> None:
+        """A run was just started or resumed (or, with status "running", one already training on
+        another device takes the screen); show it from its first frame."""
         history = list(history)
         self.view = RunView(
             token=token,
             run_id=run_id,
             dataset=dataset,
-            status="starting",
+            status=status,
             total_epochs=total_epochs,
             start_epoch=history[-1].epoch if history else 0,
             history=history,
@@ -187,12 +188,6 @@ class LiveHub:
         self.view = view
         self._broadcast_state()
 
-    def follow(self, token: int, **run) -> None:
-        """Show a run that is already training (on another device) from now on."""
-        self.begin(token, **run)
-        self.view.status = "running"
-        self._broadcast_state()
-
     def set_queue(self, html: str) -> None:
         if html == self.queue_html:
             return
@@ -203,16 +198,8 @@ class LiveHub:
 
     def flush(self) -> None:
         """Apply the events already handed over, now (before the screen moves to another run)."""
-        queue = self._queue
-        if queue is None or queue.empty():
-            return
-        batch = []
-        while not queue.empty():
-            batch.append(queue.get_nowait())
-        try:
-            self.process(batch)
-        except Exception:
-            log.exception("live hub failed to process events")
+        if self._queue is not None and not self._queue.empty():
+            self._process_pending([])
 
     def set_cancelling(self) -> None:
         if self.view.running:
@@ -293,15 +280,16 @@ class LiveHub:
     # ---- the hub task ------------------------------------------------------
 
     async def _run(self) -> None:
-        queue = self._queue
         while True:
-            batch = [await queue.get()]
-            while not queue.empty():  # events that piled up: render keyed frames once
-                batch.append(queue.get_nowait())
-            try:
-                self.process(batch)
-            except Exception:  # a rendering bug must not kill the live path
-                log.exception("live hub failed to process events")
+            self._process_pending([await self._queue.get()])
+
+    def _process_pending(self, batch: list) -> None:
+        while not self._queue.empty():  # events that piled up: render keyed frames once
+            batch.append(self._queue.get_nowait())
+        try:
+            self.process(batch)
+        except Exception:  # a rendering bug must not kill the live path
+            log.exception("live hub failed to process events")
 
     def process(self, batch: list[tuple[int, object]]) -> None:
         """Apply events to the view, then render and fan out their fragments once."""

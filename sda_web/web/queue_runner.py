@@ -175,6 +175,7 @@ class QueueRunner:
         state = await asyncio.to_thread(self.queue.state)
         if not state.waiting:
             return
+        claimed = False
         async with self.app.state.start_lock:
             for device in self.devices:
                 runner = self.runner(device)
@@ -182,8 +183,10 @@ class QueueRunner:
                     entry = await asyncio.to_thread(self.queue.claim_next, device)
                     if entry is None:
                         break
+                    claimed = True
                     await self._start(entry, device, runner)  # on failure, the next waiting one is tried
-        await self.publish()
+        if claimed:
+            await self.publish()
 
     async def _start(self, entry: QueueEntry, device: str, runner) -> bool:
         hub = self.app.state.hub
@@ -252,8 +255,9 @@ class QueueRunner:
             if token is None or not entry.run_id:
                 continue
             past = await asyncio.to_thread(_past_of, self.app.state.data_dir, entry, live=True)
-            hub.follow(token, run_id=entry.run_id, dataset=entry.dataset, total_epochs=past.total_epochs,
-                       history=past.history, previews=past.previews, preview_every=past.preview_every)
+            hub.begin(token, run_id=entry.run_id, dataset=entry.dataset, total_epochs=past.total_epochs,
+                      history=past.history, previews=past.previews, preview_every=past.preview_every,
+                      status="running")
             return
 
     async def _pass_on_cancels(self) -> None:
@@ -269,14 +273,15 @@ class QueueRunner:
 
     # ---- the panel -------------------------------------------------------------------
 
-    async def publish(self) -> None:
-        """Redraw the queue panel for every viewer."""
+    async def publish(self) -> QueueView:
+        """Redraw the queue panel for every viewer; the view it drew."""
         hub = self.app.state.hub
         state = await asyncio.to_thread(self.queue.state)
         view = await asyncio.to_thread(build_queue_view, self.app.state.data_dir, state, len(self.devices),
                                        self.ended, hub.view)
         self._refreshed = time.monotonic()
         hub.set_queue(fragments.queue(hub.env, view))
+        return view
 
 
 @dataclass(frozen=True)

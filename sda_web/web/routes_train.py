@@ -11,12 +11,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from ..datasets import DatasetError, list_datasets
-from ..library.models import is_imported, start_choices
+from ..library.models import start_choices
 from ..training.config import ConfigError
 from ..training.queue import QueueError
-from ..training.queue_view import build_queue_view, queued_sentence
+from ..training.queue_view import queued_sentence
 from ..training.runner import IMPORTED_CANNOT_RESUME, plan_new_run, plan_resume
-from ..training.runs import RunError, load_run, run_dir_for
+from ..training.runs import RunError, is_imported, load_run, run_dir_for
 from . import fragments
 from .bounds import query_choice, query_flag, read_form
 from .common import is_htmx, redirect, render, spawn, url
@@ -163,9 +163,7 @@ async def _queue_and_answer(request: Request, add) -> tuple[str | None, str]:
         return (failure.error if failure else "That run could not start."), "error"
     if found.state == "running":
         return None, ""
-    view = await asyncio.to_thread(build_queue_view, request.app.state.data_dir, state, len(queue_runner.devices),
-                                   queue_runner.ended, request.app.state.hub.view)
-    await queue_runner.publish()
+    view = await queue_runner.publish()  # every viewer sees it join the queue
     if not queue_runner.executing:
         return "Queued; another server on this data folder runs the queue and will start it.", "ok"
     return queued_sentence(view, entry.entry_id) or "Queued.", "ok"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..training.events import EpochMetrics, PreviewEvent, StepProgress
 from ..training.memorisation import MemorisationSign, memorisation_sign
-from ..training.runs import RunError, is_segment_run, list_previews, list_runs, load_history
+from ..training.runs import RunError, latest_resumable_run, list_previews, list_runs, load_history
 
 ACTIVE = ("starting", "running")
 OUTCOMES = ("completed", "stopped", "cancelled", "failed", "interrupted")
@@ -79,10 +79,7 @@ class RunView:
 def resume_offer(data_dir: Path, dataset: str | None) -> ResumeOffer | None:
     if not dataset:
         return None
-    from ..library.models import is_imported
-
-    info = next((r for r in list_runs(data_dir, dataset) if r.has_checkpoint and not is_imported(r.run_dir)
-                 and not is_segment_run(r.run_dir)), None)
+    info = latest_resumable_run(data_dir, dataset)
     if info is None or info.status == "running":
         return None
     return ResumeOffer(info.run_id, info.epochs_done, info.total_epochs, info.status)
