@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import multiprocessing
 import re
-import time
 
 import pytest
 from starlette.testclient import TestClient
 
 from conftest_web import HX, ScriptedRunner, complete, make_dataset, started
+from server_helpers import wait_for
 from sda_web.training import get_adaptive_config
 from sda_web.training.queue import ExecutorLock, QueueError, RunQueue, executor_running
 from sda_web.training.queue_estimates import about, start_estimates
@@ -160,13 +160,6 @@ class DeviceRunner(ScriptedRunner):
                   complete(outcome=outcome, epochs=3, total=3))
 
 
-def wait_until(predicate, what: str, timeout: float = 10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def two_gpus(tmp_path):
     data = tmp_path / "data"
@@ -187,11 +180,11 @@ def test_two_gpus_train_two_runs_at_once_and_the_third_takes_the_first_free_one(
     page = client.get("/train").text
     assert "training on cuda:0" in page and "training on cuda:1" in page
     runners["cuda:1"].finish()
-    wait_until(lambda: len(runners["cuda:1"].started) == 2, "the third run to start on the freed GPU")
+    wait_for(lambda: len(runners["cuda:1"].started) == 2, "the third run to start on the freed GPU")
     assert runners["cuda:1"].started[-1][1].epochs == 5 and len(runners["cuda:0"].started) == 1
     runners["cuda:0"].finish()
     runners["cuda:1"].finish()
-    wait_until(lambda: not RunQueue(client.app.state.data_dir).state().entries, "the queue to empty")
+    wait_for(lambda: not RunQueue(client.app.state.data_dir).state().entries, "the queue to empty")
     assert re.search(r"Ended: <strong>tones</strong> \(for [^)]+\), completed", client.get("/train").text)
 
 
@@ -212,7 +205,7 @@ def test_a_queued_run_whose_dataset_was_deleted_fails_in_one_sentence_and_the_qu
         r = client.post("/data/datasets/other/delete", headers=HX)  # only queued, not training: it may go
         assert r.status_code == 200
         runner.finish()
-        wait_until(lambda: len(runner.started) == 2, "the run after the failed one to start")
+        wait_for(lambda: len(runner.started) == 2, "the run after the failed one to start")
         assert runner.started[-1][0] == "tones" and runner.started[-1][1].epochs == 4
         page = client.get("/train").text
         assert "“other” (for testclient) could not start: " in page and "other" in page
@@ -241,8 +234,8 @@ def test_the_queue_panel_lets_a_viewer_remove_and_reorder_without_javascript(tmp
         r = client.post(f"/train/queue/{waiting[0].entry_id}/remove", headers=HX)
         assert r.status_code == 409 and "That run is no longer in the queue." in r.text
         runner.finish()
-        wait_until(lambda: len(runner.started) == 2, "the next run")
+        wait_for(lambda: len(runner.started) == 2, "the next run")
         assert runner.started[-1][1].epochs == 6
         runner.finish()
-        wait_until(lambda: len(runner.started) == 3, "the last run")
+        wait_for(lambda: len(runner.started) == 3, "the last run")
         runner.finish()
