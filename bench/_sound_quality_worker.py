@@ -4,6 +4,7 @@ sys.path (this tree, or the baseline's checkout) and write what it makes.
 Uses only what both sides have: import_folder, TrainingRunner, load_trained_model,
 synth.generate, transform.transform_variation, and the features and inverse. Writes into --out:
   <file>.ceiling.wav     true features -> waveform (the pipeline's own limit)
+  <file>.ceiling-finished.wav  the same through the fades every sound the app makes gets
   <file>.vae.wav         `sda transform --variation 0`: encoded, decoded, level-matched
   gen-<k>.wav            generated variations at variation 1 (seeds 1..--generate), --duration long
   generated.wav          10 s from the model's centre (seed 1), for the speed figure and pictures
@@ -75,6 +76,9 @@ def main() -> None:
         with torch.no_grad():
             ceiling = features_to_wave(log_features(torch.from_numpy(wave), spec), spec).numpy()
             sf.write(args.out / f"{name}.ceiling.wav", ceiling, rate, subtype="FLOAT")
+            # As the app would write it: the same 2/10-ms fades every sound it makes gets.
+            finished = synth._finish(ceiling.copy(), len(wave), rate)
+            sf.write(args.out / f"{name}.ceiling-finished.wav", finished, rate, subtype="FLOAT")
             t = time.perf_counter()
             made = transform_variation(model, analysis, wave, plain, 0)
             transform_s += time.perf_counter() - t
