@@ -55,7 +55,11 @@ def main() -> None:
         config = dataclasses.replace(config, epochs=args.epochs, preview_every=preview_interval(args.epochs),
                                      checkpoint_every=checkpoint_interval(args.epochs))
     done = []
-    runner = TrainingRunner(args.data_dir)
+    try:  # this tree hands the analysis to the runner; the baseline's runner analysed by itself
+        from sda_web.generation.after_training import analyse_trained_run
+        runner = TrainingRunner(args.data_dir, after_training=analyse_trained_run)
+    except ImportError:
+        runner = TrainingRunner(args.data_dir)
     t0 = time.perf_counter()
     run_id = runner.start("bench", config, lambda e: done.append(e) if isinstance(e, TrainingCompleteEvent) else None)
     runner.wait()

@@ -33,6 +33,7 @@ SEEDS = 8
 
 def train(data_dir: Path, folder: Path, epochs: int | None) -> Path:
     from sda_web.datasets import import_folder
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingCompleteEvent, TrainingRunner, get_adaptive_config, list_runs
     from sda_web.training.config import checkpoint_interval, preview_interval
 
@@ -42,7 +43,7 @@ def train(data_dir: Path, folder: Path, epochs: int | None) -> Path:
         config = dataclasses.replace(config, epochs=epochs, preview_every=preview_interval(epochs),
                                      checkpoint_every=checkpoint_interval(epochs))
     done = []
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     runner.start("bench", config, lambda e: done.append(e) if isinstance(e, TrainingCompleteEvent) else None)
     runner.wait()
     assert done and done[0].outcome == "completed", done

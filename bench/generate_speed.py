@@ -38,7 +38,8 @@ def default_model(device: str, spec=None):
     from sda_web.generation.loading import TrainedModel
     from sda_web.model import SoundShape, SoundVAE
     from sda_web.training import get_adaptive_config
-    from sda_web.training.data import FeatureStats, head_frames
+    from sda_web.model.lengths import head_frames
+    from sda_web.model.stats import FeatureStats
 
     config = get_adaptive_config(20)
     spec = spec or BandSpec()

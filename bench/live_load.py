@@ -77,9 +77,10 @@ def run_server(port: int, data_dir: str, in_process: bool = False) -> None:
     from sda_web.web.serve import PER_MESSAGE_DEFLATE
 
     if in_process:  # the old design, for comparison: training on a thread of the server process
+        from sda_web.generation.after_training import analyse_trained_run
         from sda_web.training import TrainingRunner
 
-        app = create_app(data_dir, runner=TrainingRunner(data_dir, in_process=True))
+        app = create_app(data_dir, runner=TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True))
     else:
         app = create_app(data_dir)
     hub = app.state.hub

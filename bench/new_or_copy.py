@@ -45,11 +45,12 @@ def main() -> None:
         data = args.data_dir
         if data is None:
             from sda_web.datasets import import_folder
+            from sda_web.generation.after_training import analyse_trained_run
             from sda_web.training import TrainingRunner, get_adaptive_config
 
             data = Path(tmp) / "data"
             manifest = import_folder(data, KITS_DIR / args.kit, name="kit")
-            runner = TrainingRunner(data, in_process=True)
+            runner = TrainingRunner(data, after_training=analyse_trained_run, in_process=True)
             runner.start("kit", get_adaptive_config(manifest.file_count), lambda e: None)
             runner.wait()
         model = resolve_model(data, args.model or "latest")

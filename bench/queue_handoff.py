@@ -33,12 +33,13 @@ FORM = {"preset": "balanced", "learning_rate": "0.001", "dropout": "0.1", "weigh
 def measure(data: Path, warm: bool, runs: int) -> list[dict]:
     from starlette.testclient import TestClient
 
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingRunner
     from sda_web.training.events import EpochMetrics, RunStarted, TrainingCompleteEvent
     from sda_web.training.queue import RunQueue
     from sda_web.web.app import create_app
 
-    app = create_app(data, runners={"cpu": TrainingRunner(data, keep_warm=warm)})
+    app = create_app(data, runners={"cpu": TrainingRunner(data, after_training=analyse_trained_run, keep_warm=warm)})
     hub = app.state.hub
     marks: list[tuple[str, int, float]] = []  # (what, token, when)
     process = hub.process

@@ -30,12 +30,13 @@ KITS_DIR = Path("/usr/share/hydrogen/data/drumkits")
 
 def train(data_dir: Path, dataset: str, epochs: int | None, start_from: str | None, val_fraction: float) -> str:
     from sda_web.datasets import load_dataset
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingRunner, get_adaptive_config
 
     manifest = load_dataset(data_dir, dataset)
     config = get_adaptive_config(manifest.file_count).with_overrides(epochs=epochs, patience=0,
                                                                      val_fraction=val_fraction)
-    runner = TrainingRunner(data_dir, in_process=True)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True)
     outcome = []
     run_id = runner.start(dataset, config, lambda e: outcome.append(e), start_from=start_from)
     runner.wait()

@@ -55,16 +55,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingRunner, get_adaptive_config
 
     data_dir = Path(tempfile.mkdtemp(prefix="sda-start-")) / "data"
     make_dataset(data_dir)
     config = get_adaptive_config(8).with_overrides(epochs=50)
 
-    cold = TrainingRunner(data_dir)
-    warm = TrainingRunner(data_dir, keep_warm=True)
+    cold = TrainingRunner(data_dir, after_training=analyse_trained_run)
+    warm = TrainingRunner(data_dir, after_training=analyse_trained_run, keep_warm=True)
     time_to_first_step(warm, config)  # its first run is cold; the ones after it are warm
-    thread = TrainingRunner(data_dir, in_process=True)
+    thread = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True)
     time_to_first_step(thread, config)  # imports torch into this process, as a server's first run did
     times = {"cold": [], "warm": [], "thread": []}
     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits all three alike

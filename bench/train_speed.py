@@ -89,6 +89,7 @@ def main() -> None:
     if args.device == "cpu":
         torch.set_num_threads(1)
     from sda_web.datasets import import_folder
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import EpochMetrics, StepProgress, TrainingCompleteEvent, TrainingRunner, get_adaptive_config
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +110,7 @@ def main() -> None:
             elif isinstance(event, TrainingCompleteEvent):
                 done.append(event)
 
-        runner = TrainingRunner(tmp / "data")
+        runner = TrainingRunner(tmp / "data", after_training=analyse_trained_run)
         t_start = time.perf_counter()
         runner.start("reference", config, on_event, device=args.device)
         runner.wait()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .storage import resolve_data_dir
+from .web.serve import add_serve_arguments, serve_from_args  # argparse only: no web stack yet
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,22 +37,7 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="where datasets, runs and models live (default: $SDA_DATA_DIR or ./sda-data)")
 
     serve = sub.add_parser("serve", help="run the web app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--root-path", default="", help="sub-path when served behind a reverse proxy, e.g. /sda")
-    serve.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false",
-                       help="ignore X-Forwarded-* headers (by default they are trusted from --forwarded-allow-ips)")
-    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1", help="proxy addresses whose headers are trusted")
-    serve.add_argument("--token", default=None,
-                       help="access token every browser must present (default: $SDA_TOKEN; generated and printed "
-                            "when --host is not 127.0.0.1)")
-    serve.add_argument("--max-upload-mb", type=float, default=None, help="largest sound file to accept (default 200)")
-    serve.add_argument("--max-request-mb", type=float, default=None, help="largest upload in one go (default 2048)")
-    serve.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None, metavar="URL",
-                       help="also accept forms and live updates from pages at this origin, e.g. "
-                            "https://studio.example, for a proxy that cannot pass the host the browser used "
-                            "(repeatable; default: $SDA_ALLOWED_ORIGINS, comma-separated)")
-    data_dir_arg(serve)
+    add_serve_arguments(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     demo = sub.add_parser("demo-data", help="write the built-in synthetic demo sounds to a folder")
@@ -146,13 +132,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_serve(args) -> int:
-    from .web.serve import serve
-
-    serve(host=args.host, port=args.port, data_dir=resolve_data_dir(args.data_dir), root_path=args.root_path,
-          proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips, token=args.token,
-          max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb,
-          allowed_origins=args.allowed_origins)
-    return 0
+    return serve_from_args(args)
 
 
 def _cmd_demo(args) -> int:
@@ -166,6 +146,7 @@ def _cmd_demo(args) -> int:
 def _cmd_train(args) -> int:
     from .cli_queue import follow_queued, requested_by
     from .datasets import DatasetError, import_folder, load_dataset
+    from .generation.after_training import analyse_trained_run
     from .training import TrainingRunner, get_adaptive_config, latest_resumable_run
     from .training.queue import RunQueue, executor_running
     from .training.runner import plan_new_run, plan_resume
@@ -187,7 +168,7 @@ def _cmd_train(args) -> int:
             raise DatasetError(f"{args.source!r} is neither a folder nor an imported dataset.") from None
 
     on_server = executor_running(data_dir)  # a server trains here: join its queue, never train beside it
-    runner = None if on_server else TrainingRunner(data_dir)
+    runner = None if on_server else TrainingRunner(data_dir, after_training=analyse_trained_run)
     events: queue.Queue = queue.Queue()
     if args.resume:
         run = latest_resumable_run(data_dir, manifest.name)

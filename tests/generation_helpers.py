@@ -28,6 +28,7 @@ def trained_template(tmp_path_factory) -> Path:
     if "data" not in _template:
         from sda_web.audio.demo import write_demo_sounds
         from sda_web.datasets import import_folder
+        from sda_web.generation.after_training import analyse_trained_run
         from sda_web.training import TrainingRunner, get_adaptive_config
 
         root = tmp_path_factory.mktemp("demo-model")
@@ -36,7 +37,7 @@ def trained_template(tmp_path_factory) -> Path:
         manifest = import_folder(data, root / "demo", name="demo")
         config = get_adaptive_config(manifest.file_count).with_overrides(**TINY_MODEL)
         finished = []
-        runner = TrainingRunner(data)
+        runner = TrainingRunner(data, after_training=analyse_trained_run)
         runner.start("demo", config, finished.append)
         assert runner.wait(timeout=300)
         assert finished[-1].outcome == "completed", finished[-1].error

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from sda_web.audio.features import BandSpec
-from sda_web.training.data import Example, FeatureStats, SoundBank, augment, head_frames
+from sda_web.model.lengths import head_frames
+from sda_web.model.stats import FeatureStats
+from sda_web.training.data import Example, SoundBank, augment
 from sda_web.training.split import split_by_file
 
 

@@ -14,7 +14,8 @@ from sda_web.training import (
     EpochMetrics, TrainingRunner, get_adaptive_config, get_latest_checkpoint, list_runs,
     load_history, load_run,
 )
-from sda_web.training.checkpoints import load_checkpoint
+from sda_web.generation.after_training import analyse_trained_run
+from sda_web.model.checkpoints import load_checkpoint
 from training_helpers import finished, training_children, wait_gone
 
 
@@ -62,7 +63,7 @@ def test_kill_9_mid_run_shows_interrupted_and_resumes_with_history(tmp_path, ton
         page = client.get("/train").text
         assert "interrupted" in page.lower() and "Resume" in page
 
-    runner = TrainingRunner(data)
+    runner = TrainingRunner(data, after_training=analyse_trained_run)
     runner.resume(run.run_id, event_log, epochs=saved_epoch + 2)
     done = event_log.wait_for(finished)
     assert done.outcome == "completed", done.error
@@ -76,7 +77,7 @@ def test_kill_9_mid_run_shows_interrupted_and_resumes_with_history(tmp_path, ton
 WRITER = textwrap.dedent("""
     import sys, torch
     from pathlib import Path
-    from sda_web.training.checkpoints import save_checkpoint
+    from sda_web.model.checkpoints import save_checkpoint
     path = Path(sys.argv[1])
     big = torch.randn(2_000_000)
     n = 0
@@ -118,7 +119,7 @@ def test_disk_full_fails_clearly_and_keeps_what_was_saved(data_dir, tone_folder,
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync_until_full)
-    runner = TrainingRunner(data_dir, in_process=True)  # the patch must reach the engine
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True)  # the patch must reach the engine
     run_id = runner.start("tones", small_config(), event_log)
     done = event_log.wait_for(finished)
     monkeypatch.setattr(os, "fsync", real_fsync)

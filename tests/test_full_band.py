@@ -8,6 +8,7 @@ from sda_web.datasets import import_folder
 from sda_web.generation import synth
 from sda_web.generation.analysis import load_analysis
 from sda_web.generation.loading import load_trained_model
+from sda_web.generation.after_training import analyse_trained_run
 from sda_web.training import PreviewEvent, TrainingRunner, load_run
 from training_helpers import finished, tiny_config
 
@@ -38,7 +39,7 @@ def test_a_mixed_rate_dataset_trains_at_the_majority_rate_and_keeps_its_top_octa
     manifest = import_folder(data_dir, folder, name="mixed")
     assert manifest.file_count == 5 and {f.sample_rate for f in manifest.files} == {22050, 44100, 48000}
 
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     run_id = runner.start("mixed", tiny_config(epochs=40, preview_every=40), event_log)
     done = event_log.wait_for(finished)
     assert done.outcome == "completed", done.error

@@ -268,6 +268,7 @@ def test_waveform_svg_is_a_small_pure_picture():
 def test_a_failing_analysis_never_fails_a_trained_run(data_dir, tone_folder, event_log, monkeypatch):
     from sda_web.datasets import import_folder
     from sda_web.generation import controls
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingCompleteEvent, TrainingRunner, get_adaptive_config, load_run
 
     def broken(*args, **kwargs):
@@ -276,7 +277,7 @@ def test_a_failing_analysis_never_fails_a_trained_run(data_dir, tone_folder, eve
     monkeypatch.setattr(controls, "analyse_run", broken)
     import_folder(data_dir, tone_folder, name="tones")
     config = get_adaptive_config(6).with_overrides(epochs=2, width=16, latent_dim=4, batch_size=4, preview_every=5)
-    run_id = TrainingRunner(data_dir, in_process=True).start("tones", config, event_log)  # the patch must reach it
+    run_id = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True).start("tones", config, event_log)  # the patch must reach it
     done = event_log.wait_for(lambda e: isinstance(e, TrainingCompleteEvent))
     assert done.outcome == "completed" and done.error is None
     run = load_run(data_dir, run_id)

@@ -6,6 +6,7 @@ import pytest
 
 from sda_web.audio.demo import write_demo_sounds
 from sda_web.datasets import import_folder
+from sda_web.generation.after_training import analyse_trained_run
 from sda_web.training import TrainingRunner, get_adaptive_config
 from sda_web.training.events import EpochMetrics, TrainingCompleteEvent
 from sda_web.training.memorisation import memorisation_sign
@@ -19,7 +20,7 @@ def metrics(epoch, train, val, total=400):
 
 
 def train_to_end(data_dir, dataset, config, event_log, **start):
-    runner = TrainingRunner(data_dir, in_process=True)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True)
     run_id = runner.start(dataset, config, event_log, **start)
     done = event_log.wait_for(finished, timeout=600)
     runner.wait(10)
@@ -79,7 +80,7 @@ def test_the_sign_stays_quiet_on_a_default_run_of_fifty_files(data_dir, tmp_path
 
 def test_patience_stops_within_patience_of_the_best_and_resume_still_works(data_dir, dataset, event_log):
     config = tiny_config(epochs=200, patience=3)
-    runner = TrainingRunner(data_dir, in_process=True)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True)
     run_id = runner.start("tones", config, event_log)
     done = event_log.wait_for(finished, timeout=300)
     runner.wait(10)
@@ -134,7 +135,7 @@ def test_starting_from_a_model_that_is_not_there_is_one_clear_sentence(data_dir,
     from sda_web.training.runs import RunError
 
     with pytest.raises(RunError, match="no run called 'nope'"):
-        TrainingRunner(data_dir, in_process=True).start("tones", tiny_config(), event_log, start_from="nope")
+        TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True).start("tones", tiny_config(), event_log, start_from="nope")
     assert not list(data_dir.glob("runs/tones-*"))  # nothing was started
 
 

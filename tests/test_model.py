@@ -61,7 +61,7 @@ def test_frames_must_be_a_multiple_of_sixteen():
 # -- the model of whole sounds ------------------------------------------------
 
 from sda_web.model import SoundShape, SoundVAE, sound_vae_loss  # noqa: E402
-from sda_web.model.sound_vae import STRIDE  # noqa: E402
+from sda_web.model.lengths import STRIDE  # noqa: E402
 
 
 def sound_shape(**kw):

@@ -112,6 +112,7 @@ def stopped(tmp_path_factory):
     """A run that stopped itself (patience 3): its last weights are 3 epochs past its best."""
     from conftest import write_tone_set
     from sda_web.datasets import import_folder
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingRunner
     from training_helpers import tiny_config
 
@@ -119,7 +120,7 @@ def stopped(tmp_path_factory):
     write_tone_set(root / "tones")
     data = root / "data"
     import_folder(data, root / "tones", name="tones")
-    runner = TrainingRunner(data, in_process=True)
+    runner = TrainingRunner(data, after_training=analyse_trained_run, in_process=True)
     done = []
     runner.start("tones", tiny_config(epochs=200, patience=3), done.append)
     assert runner.wait(300) and done[-1].outcome == "stopped"

@@ -17,7 +17,7 @@ from sda_web.generation.controls import ensure_analysis
 from sda_web.generation.loading import load_trained_model
 from sda_web.library import list_models
 from sda_web.model import ConvVAE, ModelShape
-from sda_web.training.checkpoints import load_checkpoint, save_checkpoint
+from sda_web.model.checkpoints import load_checkpoint, save_checkpoint
 from sda_web.generation.segments import segment_frames
 
 torch.set_num_threads(1)
@@ -108,6 +108,7 @@ def test_a_full_band_segment_model_generates_transforms_and_refuses_more_trainin
     """The previous release's models (full band, one latent per segment) keep working, at 2 s by default."""
     from sda_web.generation.transform import transform_variation
     from sda_web.generation.settings import GenerationSettings
+    from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingRunner
     from sda_web.training.runs import RunError
 
@@ -123,5 +124,5 @@ def test_a_full_band_segment_model_generates_transforms_and_refuses_more_trainin
     out = transform_variation(model, analysis, source, GenerationSettings(seed=1, variation_amount=0.0).validated(analysis), 0)
     assert len(out) == len(source) and np.isfinite(out).all()
     with pytest.raises(RunError, match="earlier segment model"):
-        TrainingRunner(segment_data, in_process=True).resume(info.model_id, lambda event: None,
+        TrainingRunner(segment_data, after_training=analyse_trained_run, in_process=True).resume(info.model_id, lambda event: None,
                                                              epochs=info.epochs_trained + 2)

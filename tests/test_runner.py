@@ -10,12 +10,13 @@ from sda_web.training import (
     CheckpointError, EpochMetrics, PreviewEvent, RunnerBusy, RunStarted, StepProgress, TrainingRunner,
     get_best_checkpoint, get_latest_checkpoint, list_checkpoints, list_runs, load_history, load_run,
 )
-from sda_web.training.checkpoints import load_checkpoint
+from sda_web.generation.after_training import analyse_trained_run
+from sda_web.model.checkpoints import load_checkpoint
 from training_helpers import finished, tiny_config
 
 
 def test_short_run_learns_and_writes_previews_and_checkpoints(data_dir, dataset, event_log):
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     run_id = runner.start("tones", tiny_config(epochs=30, preview_every=15), event_log)
     done = event_log.wait_for(finished)
     assert done.outcome == "completed", done.error
@@ -52,7 +53,7 @@ def test_short_run_learns_and_writes_previews_and_checkpoints(data_dir, dataset,
 
 
 def test_cancel_then_resume_continues_one_history(data_dir, dataset, event_log):
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     run_id = runner.start("tones", tiny_config(epochs=8), event_log)
     event_log.wait_for(lambda e: isinstance(e, EpochMetrics) and e.epoch == 3)
     assert runner.cancel()
@@ -81,7 +82,7 @@ def test_cancel_then_resume_continues_one_history(data_dir, dataset, event_log):
 
 
 def test_second_start_while_running_is_refused(data_dir, dataset, event_log):
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     runner.start("tones", tiny_config(epochs=50), event_log)
     try:
         with pytest.raises(RunnerBusy, match="already active"):
@@ -107,7 +108,7 @@ def test_nan_loss_fails_clearly_and_keeps_the_last_good_checkpoint(data_dir, dat
         return result
 
     monkeypatch.setattr(trainer_module, "sound_vae_loss", loss_that_explodes)
-    runner = TrainingRunner(data_dir, in_process=True)  # the patch must reach the engine
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True)  # the patch must reach the engine
     run_id = runner.start("tones", tiny_config(epochs=20, checkpoint_every=3), event_log)
     done = event_log.wait_for(finished)
     assert done.outcome == "failed"
@@ -128,7 +129,7 @@ def test_exception_in_the_thread_becomes_a_failed_event(data_dir, dataset, event
         raise RuntimeError("sound card on fire")
 
     monkeypatch.setattr(previews, "write_previews", broken)
-    runner = TrainingRunner(data_dir, in_process=True)  # the patch must reach the engine
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=True)  # the patch must reach the engine
     runner.start("tones", tiny_config(epochs=3, preview_every=1), event_log)
     done = event_log.wait_for(finished)
     assert done.outcome == "failed" and "sound card on fire" in done.error
@@ -137,7 +138,7 @@ def test_exception_in_the_thread_becomes_a_failed_event(data_dir, dataset, event
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_damaged_checkpoint_gives_a_clear_error(data_dir, dataset, event_log, damage):
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     run_id = runner.start("tones", tiny_config(epochs=2), event_log)
     event_log.wait_for(finished)
     latest = get_latest_checkpoint(load_run(data_dir, run_id).run_dir)
@@ -157,7 +158,7 @@ def test_single_file_dataset_trains_without_validation(data_dir, tmp_path, event
     t = np.arange(2400) / 24000  # a 100 ms one-shot: padded, never rejected
     sf.write(folder / "click.wav", (np.exp(-t * 40) * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 24000)
     import_folder(data_dir, folder, name="one")
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     runner.start("one", tiny_config(epochs=2, preview_every=1), event_log)
     done = event_log.wait_for(finished)
     assert done.outcome == "completed", done.error

@@ -22,6 +22,7 @@ from sda_web.generation.settings import GenerationSettings
 from sda_web.generation.transform import transform_variation
 from sda_web.library import list_models
 from sda_web.model import ConvVAE, ModelShape, vae_loss
+from sda_web.generation.after_training import analyse_trained_run
 from sda_web.training import TrainingRunner, get_adaptive_config
 from sda_web.training.data import compute_log_features, feature_stats
 
@@ -58,7 +59,7 @@ def kit(tmp_path_factory):
         epochs=EPOCHS, width=48, latent_dim=8, batch_size=4, val_fraction=0.0, augment=False, dropout=0.0,
         preview_every=1000, checkpoint_every=1000, patience=0)
     finished = []
-    runner = TrainingRunner(data)
+    runner = TrainingRunner(data, after_training=analyse_trained_run)
     runner.start("kit", config, finished.append)
     assert runner.wait(timeout=600) and finished[-1].outcome == "completed", finished[-1].error
     run_dir = list_models(data)[0].run_dir

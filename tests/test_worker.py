@@ -8,8 +8,9 @@ import time
 
 import training_helpers
 from sda_web.datasets import import_folder
+from sda_web.generation.after_training import analyse_trained_run
 from sda_web.training import EpochMetrics, RunStarted, TrainingRunner, get_latest_checkpoint, load_history, load_run
-from sda_web.training.checkpoints import load_checkpoint
+from sda_web.model.checkpoints import load_checkpoint
 from training_helpers import finished, gone, new_training_children, training_children, wait_gone
 
 
@@ -21,7 +22,7 @@ def test_a_child_process_trains_exactly_as_a_thread_does(data_dir, dataset, even
     losses = {}
     for in_process in (False, True):
         log = type(event_log)()
-        runner = TrainingRunner(data_dir, in_process=in_process)
+        runner = TrainingRunner(data_dir, after_training=analyse_trained_run, in_process=in_process)
         runner.start("tones", tiny_config(epochs=3), log)
         log.wait_for(lambda e: isinstance(e, RunStarted))
         if not in_process:
@@ -39,7 +40,7 @@ def test_a_child_process_trains_exactly_as_a_thread_does(data_dir, dataset, even
 
 
 def test_a_killed_training_process_fails_the_run_clearly_and_it_resumes(data_dir, dataset, event_log):
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     run_id = runner.start("tones", tiny_config(epochs=200), event_log)
     event_log.wait_for(lambda e: isinstance(e, EpochMetrics) and e.epoch == 4)  # so epoch 3 is checkpointed
     pid = runner.worker_pid
@@ -64,7 +65,7 @@ def test_a_killed_training_process_fails_the_run_clearly_and_it_resumes(data_dir
 
 
 def test_cancel_at_once_reaches_a_child_that_is_still_starting(data_dir, dataset, event_log):
-    runner = TrainingRunner(data_dir)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     runner.start("tones", tiny_config(epochs=200), event_log)
     assert runner.cancel()  # before the child has even imported torch
     done = event_log.wait_for(finished, timeout=60)
@@ -75,7 +76,7 @@ def test_cancel_at_once_reaches_a_child_that_is_still_starting(data_dir, dataset
 PARENT = textwrap.dedent("""
     import queue, sys, time
     from sda_web.training import RunStarted, TrainingRunner, get_adaptive_config
-    runner, events = TrainingRunner(sys.argv[1]), queue.Queue()
+    runner, events = TrainingRunner(sys.argv[1]), queue.Queue()  # killed before it ends: no analysis
     config = get_adaptive_config(6).with_overrides(epochs=500, width=32, latent_dim=16, batch_size=4, patience=0)
     runner.start("tones", config, events.put)
     while not isinstance(events.get(), RunStarted):
@@ -102,7 +103,7 @@ def test_the_training_process_never_outlives_its_parent(data_dir, dataset, tmp_p
 
 def test_a_warm_process_waits_for_the_next_run_and_close_lets_it_go(data_dir, dataset, event_log):
     before = training_children()
-    runner = TrainingRunner(data_dir, keep_warm=True)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, keep_warm=True)
     runner.start("tones", tiny_config(epochs=2), event_log)
     event_log.wait_for(lambda e: isinstance(e, RunStarted))
     first = runner.worker_pid
@@ -128,7 +129,7 @@ def test_a_warm_process_waits_for_the_next_run_and_close_lets_it_go(data_dir, da
 
 def test_a_warm_process_that_died_is_replaced(data_dir, dataset, event_log):
     before = training_children()
-    runner = TrainingRunner(data_dir, keep_warm=True)
+    runner = TrainingRunner(data_dir, after_training=analyse_trained_run, keep_warm=True)
     runner.start("tones", tiny_config(epochs=1), event_log)
     assert event_log.wait_for(finished).outcome == "completed"
     runner.wait(10)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..generation.settings import default_duration
 from ..storage import atomic_write_bytes, atomic_write_json, read_json
-from ..training.runs import RunError, RunInfo, is_segment_run, list_runs, load_run
+from ..training.runs import MAX_RUN_ID_LENGTH, RUN_ID_PATTERN, RunError, RunInfo, is_segment_run, list_runs, load_run
 
 MODEL_FILE = "model.json"
 BEST, LAST = "best", "last"  # which of a model's weights generate: best.pt or latest.pt
@@ -29,7 +29,6 @@ _EXPORTED_FILES = ("analysis.json", "config.json", "features.json", "metrics.jso
 # What an export may hold, and how big each part may be (a zip bomb is refused before it is inflated).
 _IMPORT_LIMITS = {"model.pt": 512 << 20, "README.txt": 64 << 10, **{name: 64 << 20 for name in _EXPORTED_FILES}}
 _REQUIRED = ("model.pt", "run.json")
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 
 
 class ModelError(ValueError):
@@ -329,7 +328,7 @@ def _check_weights(data: bytes) -> dict:
 
     from ..audio.features import checkpoint_spec
     from ..model import build_model
-    from ..training.checkpoints import FORMAT_VERSION, model_state
+    from ..model.checkpoints import FORMAT_VERSION, model_state
 
     damaged = "model.pt in that zip is damaged or not an sda-web model, so nothing was imported."
     try:
@@ -397,8 +396,9 @@ def _import_id(data_dir: Path, record: dict, weights: dict, checkpoint: bytes) -
     from ..training.runs import runs_root
 
     wanted = str(record.get("run_id") or weights.get("run_id") or "")
-    if not _RUN_ID_RE.match(wanted):
+    if not re.fullmatch(RUN_ID_PATTERN, wanted):
         wanted = "imported-" + _now()[:19].replace(":", "").replace("T", "-")
+    wanted = wanted[:MAX_RUN_ID_LENGTH - len("-imported-999")]  # room for the suffix below
     root = runs_root(Path(data_dir))
     for n in range(1, 1000):
         candidate = wanted if n == 1 else f"{wanted}-imported" if n == 2 else f"{wanted}-imported-{n - 1}"
@@ -448,7 +448,7 @@ def _weights_only_checkpoint(run_dir: Path, which: str = BEST) -> bytes:
         return best.read_bytes()
     import torch
 
-    from ..training.checkpoints import get_latest_checkpoint, load_checkpoint, model_state
+    from ..model.checkpoints import get_latest_checkpoint, load_checkpoint, model_state
 
     payload = load_checkpoint(get_latest_checkpoint(run_dir))
     slim = {k: v for k, v in payload.items() if k not in ("trainer", "history")}

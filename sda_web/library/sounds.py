@@ -480,7 +480,7 @@ def _load(model: ModelInfo, device: str):
     from ..generation.analysis import AnalysisError
     from ..generation.controls import ensure_analysis
     from ..generation.loading import load_trained_model
-    from ..training.checkpoints import get_best_checkpoint, get_latest_checkpoint
+    from ..model.checkpoints import get_best_checkpoint, get_latest_checkpoint
 
     checkpoint = (get_latest_checkpoint if model.weights == "last" else get_best_checkpoint)(model.run_dir)
     if checkpoint is None:

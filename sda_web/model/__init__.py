@@ -1,17 +1,36 @@
-"""The VAEs and their losses. Imports torch: keep off the web server's start-up path.
+"""The VAEs, their losses, and what a trained one is saved as.
+
+The networks import torch, so they load on first use (PEP 562): the torch-free
+parts (`checkpoints`, `lengths`, `stats`) can be imported from here by the web
+server's start-up path without paying for torch.
 
 `SoundVAE` is the model of whole sounds every new run trains; `ConvVAE` is the
 segment model of earlier runs, kept so that they still load and generate."""
-from .vae import ConvVAE, ModelShape
-from .sound_vae import SoundShape, SoundVAE
-from .losses import VAELoss, sound_vae_loss, vae_loss
+from __future__ import annotations
 
-__all__ = ["ConvVAE", "ModelShape", "SoundShape", "SoundVAE", "VAELoss", "build_model", "sound_vae_loss", "vae_loss"]
+import importlib
+
+_LAZY = {
+    "ConvVAE": ".vae", "ModelShape": ".vae",
+    "SoundShape": ".sound_vae", "SoundVAE": ".sound_vae",
+    "VAELoss": ".losses", "sound_vae_loss": ".losses", "vae_loss": ".losses",
+}
+
+__all__ = [*_LAZY, "build_model"]
 
 
-def build_model(shape_dict: dict) -> "tuple[SoundShape | ModelShape, SoundVAE | ConvVAE]":
-    """The shape a checkpoint records and an untrained model of it (a shape without a kind is
-    the segment model of earlier runs)."""
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_model(shape_dict: dict):
+    """The shape a checkpoint records and an untrained model of it, (shape, model) (a shape
+    without a kind is the segment model of earlier runs)."""
+    from .sound_vae import SoundShape, SoundVAE
+    from .vae import ConvVAE, ModelShape
+
     if shape_dict.get("kind") == SoundShape.kind:
         shape = SoundShape.from_dict(shape_dict)
         return shape, SoundVAE(shape)

@@ -36,7 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-STRIDE = 4  # frames per local latent: two halvings
+from .lengths import STRIDE, padded_length  # noqa: F401 - STRIDE is part of this model's interface
+
 TIME_CONSTANTS_S = (0.01, 0.04, 0.15, 0.5, 1.5, 4.5)
 LOGVAR_RANGE = (-12.0, 8.0)
 PRIOR_LOGVAR_RANGE = (-8.0, 2.0)
@@ -242,8 +243,3 @@ def _as_path(z: torch.Tensor, steps: int) -> torch.Tensor:
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Elementwise KL(N(mu, exp(logvar)) || N(0, 1))."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def padded_length(frames: int) -> int:
-    """Frames rounded up to what the network halves twice."""
-    return max(STRIDE, math.ceil(frames / STRIDE) * STRIDE)

@@ -14,26 +14,8 @@ import torch
 
 from ..audio.features import FeatureSpec, log_features
 from ..audio.io import load_mono
-from ..model.sound_vae import STRIDE, padded_length
-
-
-@dataclass(frozen=True)
-class FeatureStats:
-    """Normalisation of log-feature values: (x - mean) / std, from the training files."""
-    mean: float
-    std: float
-
-    def normalise(self, log_values: torch.Tensor) -> torch.Tensor:
-        return (log_values - self.mean) / self.std
-
-    def denormalise(self, values: torch.Tensor) -> torch.Tensor:
-        return values * self.std + self.mean
-
-
-def head_frames(spec: FeatureSpec, seconds: float) -> int:
-    """Frames of a sound's head (what the global latent sees, and the longest training window),
-    rounded up to what the model halves twice."""
-    return padded_length(math.ceil(seconds * spec.sample_rate / spec.hop_length))
+from ..model.lengths import STRIDE, head_steps, sound_length
+from ..model.stats import FeatureStats
 
 
 class FeaturesCancelled(Exception):
@@ -160,24 +142,6 @@ class SoundBank:
             head_index = torch.tensor(later, dtype=torch.long)
         return Batch(windows, offsets.to(self.device), head_steps.to(self.device), heads,
                      head_index.to(self.device) if head_index is not None else None)
-
-
-def sound_length(frames: int) -> int:
-    """The frames a sound of `frames` is learnt (and encoded) as: itself, its tail of silence,
-    rounded up to what the model halves twice."""
-    return padded_length(frames + tail_frames(frames))
-
-
-def head_steps(length: int, head: int) -> int:
-    """Local-latent steps the global latent pools over, for a sound of `length` frames
-    (`sound_length`) and a model head of `head` frames."""
-    return min(length, head) // STRIDE
-
-
-def tail_frames(frames: int) -> int:
-    """Silence after a sound in training (a quarter of it, 8 to 24 frames, about 0.1-0.28 s): it
-    learns to end. Capped: a 12-s sound would otherwise add 3 s of silence to every epoch."""
-    return max(8, min(frames // 4, 24))
 
 
 def augment(batch: torch.Tensor, gain_db: float, band_shift: int, silence: float, std: float,

@@ -16,8 +16,9 @@ import torch
 from ..audio.features import FeatureSpec
 from ..audio.inverse import features_to_wave
 from ..model import SoundVAE
-from ..model.sound_vae import STRIDE
-from .data import FeatureStats, SoundBank
+from ..model.lengths import STRIDE
+from ..model.stats import FeatureStats
+from .data import SoundBank
 
 PEAK = 0.89  # -1 dBFS: loud enough to judge, never clipping
 

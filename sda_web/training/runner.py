@@ -53,10 +53,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 class TrainingRunner:
-    def __init__(self, data_dir: Path | str, *, in_process: bool = False, keep_warm: bool = False):
+    def __init__(self, data_dir: Path | str, *, in_process: bool = False, keep_warm: bool = False,
+                 after_training: Callable[[Path, object], None] | None = None):
         """`keep_warm`: after each run, start the next training process at once, so the next
-        run (or resume) skips torch's import; costs an idle process. The web app keeps one."""
+        run (or resume) skips torch's import; costs an idle process. The web app keeps one.
+        `after_training(run_dir, device)`: run in the training process once a run has trained
+        (`generation.after_training.analyse_trained_run` makes the sound controls); a module-level
+        function, so that it can travel there."""
         self.data_dir = Path(data_dir)
+        self.after_training = after_training
         self.in_process = in_process
         self.keep_warm = keep_warm and not in_process
         self._lock = threading.Lock()
@@ -107,7 +112,7 @@ class TrainingRunner:
             )
             session = Session(run_id, run_dir, plan.manifest.name, plan.config,
                               [audio_dir / names[i] for i in train_idx], [audio_dir / names[i] for i in val_idx],
-                              device, resume=False, start_from=plan.base_dir)
+                              device, resume=False, start_from=plan.base_dir, after_training=self.after_training)
             self._launch(session, callback)
         return run_id
 
@@ -120,7 +125,7 @@ class TrainingRunner:
             write_run_record(plan.info.run_dir, status="running", total_epochs=plan.config.epochs, pid=os.getpid(),
                              error=None, patience_stop=None)
             self._launch(Session(run_id, plan.info.run_dir, plan.info.dataset, plan.config, plan.train_files,
-                                 plan.val_files, device, resume=True), callback)
+                                 plan.val_files, device, resume=True, after_training=self.after_training), callback)
         return run_id
 
     def cancel(self) -> bool:
@@ -146,7 +151,7 @@ class TrainingRunner:
             return  # a run is being started right now: it needs no spare, and the caller must not wait
         try:
             if self.keep_warm and self._spare is None and self._active_run is None:
-                self._spare = TrainingProcess()
+                self._spare = TrainingProcess(self._warm_imports())
         finally:
             self._lock.release()
 
@@ -178,9 +183,15 @@ class TrainingRunner:
             return
         self._process = self._take_spare()
         if self.keep_warm:  # the next run's process imports torch while this one trains: a queue moves on at once
-            self._spare = TrainingProcess()
+            self._spare = TrainingProcess(self._warm_imports())
         self._process.train(session, emit, self.epoch_timings.append,
                             lambda done: self._finish(session, done, emit, finished))
+
+    def _warm_imports(self) -> tuple[str, ...]:
+        """Modules a new training process imports while it waits: the hook's, so the first step
+        does not wait for it."""
+        module = getattr(self.after_training, "__module__", None)
+        return (module,) if module else ()
 
     def _take_spare(self):
         from .worker import TrainingProcess
@@ -190,7 +201,7 @@ class TrainingRunner:
             return spare
         if spare is not None:
             spare.retire()
-        return TrainingProcess()
+        return TrainingProcess(self._warm_imports())
 
     def _run_here(self, session: Session, emit: Callback, finished: threading.Event) -> None:
         """In-process mode: the run on this thread."""
@@ -210,7 +221,7 @@ class TrainingRunner:
         with self._lock:
             self._process = None
             if self.keep_warm and self._spare is None:
-                self._spare = TrainingProcess()
+                self._spare = TrainingProcess(self._warm_imports())
             self._active_run = None  # idle before the last event: a listener may start the next run
         emit(done)
         finished.set()

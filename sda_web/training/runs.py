@@ -24,7 +24,10 @@ from .events import EpochMetrics, PreviewEvent
 
 RUN_STATUSES = ("running", "completed", "stopped", "cancelled", "failed", "interrupted")
 _PREVIEW_RE = re.compile(r"^epoch_(\d{4,})_recon\.wav$")
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+MAX_RUN_ID_LENGTH = 121
+# A run folder's name, and so a model's id (an imported one too): the one pattern every layer checks.
+RUN_ID_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_RUN_ID_LENGTH - 1}}}"
+_RUN_ID_RE = re.compile(f"^{RUN_ID_PATTERN}$")
 
 # Runs owned by a live runner in this process; a run.json that says "running"
 # without an owner here was left by a process that died: it is "interrupted".

@@ -25,6 +25,7 @@ recorded in run.json, with its last checkpoint kept for a resume.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import queue
@@ -54,7 +55,8 @@ class _Job:
 class TrainingProcess:
     """One training process (started at once) and the thread that owns it; it trains one run."""
 
-    def __init__(self):
+    def __init__(self, warm_imports: tuple[str, ...] = ()):
+        self._warm_imports = tuple(warm_imports)  # modules the child imports before its run arrives
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
         self._lock = threading.Lock()
         self._control = None  # the write end of the control pipe, once the run is handed over
@@ -95,7 +97,8 @@ class TrainingProcess:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "sda_web.training.worker", str(control_r), str(events_w), str(os.getpid())],
+                [sys.executable, "-m", "sda_web.training.worker", str(control_r), str(events_w), str(os.getpid()),
+                 *self._warm_imports],
                 pass_fds=(control_r, events_w), env=env, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a terminal's Ctrl-C reaches the parent only; the parent decides
             )
@@ -220,29 +223,31 @@ def _watch_control(control, stop: threading.Event) -> None:
             stop.set()
 
 
-def _warm_up() -> None:
+def _warm_up(modules: tuple[str, ...] = ()) -> None:
     """Import what a run needs before the run arrives: torch takes seconds, and so
     does torch._dynamo, which the first optimizer construction imports (measured
     3.4 s of a warm process's 3.7 s to its first step). One tiny step of a conv
     layer also initialises the CPU kernels."""
     import torch
 
-    from ..generation import controls  # noqa: F401 - the analysis after training
-    from . import checkpoints, data, previews, trainer  # noqa: F401
+    from ..model import checkpoints  # noqa: F401
+    from . import data, previews, run_state, trainer  # noqa: F401
 
+    for name in modules:  # the after_training hook's module, and what it says it needs
+        getattr(importlib.import_module(name), "warm_up", lambda: None)()
     layer = torch.nn.Conv1d(2, 2, 3, padding=1)
     optimizer = torch.optim.AdamW(layer.parameters())
     layer(torch.zeros(1, 2, 8)).square().mean().backward()
     optimizer.step()
 
 
-def child_main(control_fd: int, events_fd: int, parent_pid: int) -> int:
+def child_main(control_fd: int, events_fd: int, parent_pid: int, warm_imports: tuple[str, ...] = ()) -> int:
     from .session import run_session
 
     _die_with_parent(parent_pid)
     control = os.fdopen(control_fd, "rb")
     events = os.fdopen(events_fd, "wb")
-    _warm_up()
+    _warm_up(warm_imports)
     try:
         session = pickle.load(control)
     except (EOFError, OSError, pickle.UnpicklingError):
@@ -261,4 +266,4 @@ def child_main(control_fd: int, events_fd: int, parent_pid: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(child_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), tuple(sys.argv[4:])))

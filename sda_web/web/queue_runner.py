@@ -28,6 +28,7 @@ from ..training.config import ConfigError, TrainingConfig
 from ..training.events import TrainingCompleteEvent
 from ..training.queue import ExecutorLock, QueueEntry, RunQueue
 from ..training.queue_view import QueueView, build_queue_view
+from ..generation.after_training import analyse_trained_run  # torch-free: the training process loads the rest
 from ..training.runner import RunnerBusy, TrainingRunner
 from ..training.runs import RunError, list_previews, load_history, load_run
 from . import fragments
@@ -77,7 +78,8 @@ class QueueRunner:
     def runner(self, device: str):
         runner = self._runners.get(device)
         if runner is None:
-            runner = self._runners[device] = TrainingRunner(self.app.state.data_dir, keep_warm=True)
+            runner = self._runners[device] = TrainingRunner(self.app.state.data_dir, keep_warm=True,
+                                                            after_training=analyse_trained_run)
         return runner
 
     @property

@@ -118,22 +118,34 @@ def serve(
     print("sda stopped.", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sda_web.web.serve", description="Serve the sda web app.")
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `sda serve`, on `parser`: the one definition both `sda serve` and
+    `python -m sda_web.web.serve` (what the tests launch) use."""
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--root-path", default="")
-    parser.add_argument("--no-proxy-headers", action="store_true")
-    parser.add_argument("--forwarded-allow-ips", default=None)
-    parser.add_argument("--log-level", default="warning")
-    parser.add_argument("--token", default=None)
-    parser.add_argument("--max-upload-mb", type=float, default=None)
-    parser.add_argument("--max-request-mb", type=float, default=None)
-    parser.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--root-path", default="", help="sub-path when served behind a reverse proxy, e.g. /sda")
+    parser.add_argument("--no-proxy-headers", dest="proxy_headers", action="store_false",
+                        help="ignore X-Forwarded-* headers (by default they are trusted from --forwarded-allow-ips)")
+    parser.add_argument("--forwarded-allow-ips", default=None,
+                        help="proxy addresses whose headers are trusted (default: $FORWARDED_ALLOW_IPS or 127.0.0.1)")
+    parser.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
+    parser.add_argument("--token", default=None,
+                        help="access token every browser must present (default: $SDA_TOKEN; generated and printed "
+                             "when --host is not 127.0.0.1)")
+    parser.add_argument("--max-upload-mb", type=float, default=None, help="largest sound file to accept (default 200)")
+    parser.add_argument("--max-request-mb", type=float, default=None, help="largest upload in one go (default 2048)")
+    parser.add_argument("--allowed-origin", dest="allowed_origins", action="append", default=None, metavar="URL",
+                        help="also accept forms and live updates from pages at this origin, e.g. "
+                             "https://studio.example, for a proxy that cannot pass the host the browser used "
+                             "(repeatable; default: $SDA_ALLOWED_ORIGINS, comma-separated)")
+    parser.add_argument("--data-dir", help="where datasets, runs and models live (default: $SDA_DATA_DIR or ./sda-data)")
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Serve with parsed `add_serve_arguments` options; 2 with one sentence on stderr for a bad one."""
     try:
-        serve(args.host, args.port, args.data_dir, args.root_path, proxy_headers=not args.no_proxy_headers,
+        serve(host=args.host, port=args.port, data_dir=args.data_dir, root_path=args.root_path,
+              proxy_headers=args.proxy_headers,
               forwarded_allow_ips=args.forwarded_allow_ips, log_level=args.log_level, token=args.token,
               max_upload_mb=args.max_upload_mb, max_request_mb=args.max_request_mb,
               allowed_origins=args.allowed_origins)
@@ -141,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sda_web.web.serve", description="Serve the sda web app.")
+    add_serve_arguments(parser)
+    return serve_from_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
