@@ -4,13 +4,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench clean
+.PHONY: run test test-fast setup bench clean
 
 run: $(STAMP)
 	$(VENV)/bin/sda serve $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The loop a developer runs every few minutes: no training, no browser, no nginx.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not trains and not browser and not external" $(PYTEST_ARGS)
 
 setup: $(STAMP)
 

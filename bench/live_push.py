@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))  # also when loaded as a module (tests/test_web_load.py)
+sys.path.insert(0, str(ROOT / "bench"))  # also when loaded as a module (tests/web/test_web_load.py)
 
 from _bench_common import count_steps_per_epoch, make_dataset  # noqa: E402
 EPOCH_RE = re.compile(r'id="train-stats".*?Epoch (\d+)/', re.S)

@@ -32,20 +32,31 @@ def main(argv: list[str] | None = None) -> int:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sda", description="Train a small generative audio model on your own sounds.")
     sub = parser.add_subparsers(dest="command")
-
-    def data_dir_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="where datasets, runs and models live (default: $SDA_DATA_DIR or ./sda-data)")
-
     serve = sub.add_parser("serve", help="run the web app")
     add_serve_arguments(serve)
     serve.set_defaults(handler=_cmd_serve)
+    _add_demo_data(sub)
+    _add_train(sub)
+    _add_generate(sub)
+    _add_transform(sub)
+    _add_model_transfer(sub)
+    _add_listings(sub)
+    return parser
 
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where datasets, runs and models live (default: $SDA_DATA_DIR or ./sda-data)")
+
+
+def _add_demo_data(sub) -> None:
     demo = sub.add_parser("demo-data", help="write the built-in synthetic demo sounds to a folder")
     demo.add_argument("folder", type=Path)
     demo.add_argument("--count", type=int, default=24)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_cmd_demo)
 
+
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train a model on a folder of sounds (or an imported dataset)")
     train.add_argument("source", help="a folder of sound files, or the name of an imported dataset")
     train.add_argument("--preset", default="balanced", help="conservative | balanced | aggressive")
@@ -65,70 +76,71 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="dataset name (default: the folder's name)")
     train.add_argument("--resume", action="store_true", help="continue the latest run on this dataset")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    data_dir_arg(train)
+    _data_dir_arg(train)
     train.set_defaults(handler=_cmd_train)
 
+
+def _add_sound_options(p: argparse.ArgumentParser, out_help: str) -> None:
+    """What generate and transform share: controls, seed, output format and place, device."""
+    p.add_argument("--control", action="append", default=[], metavar="LABEL=VALUE",
+                   help="move a sound control, in standard deviations (-3 to 3), e.g. brightness=+1.5")
+    p.add_argument("--seed", type=int, help="same seed and settings -> the same sounds (default: random)")
+    p.add_argument("--format", default="wav", help="wav | flac")
+    p.add_argument("--bits", default="16", help="16 | 24")
+    p.add_argument("--rate", default="model", help="model | 44100 | 48000")
+    p.add_argument("--out", type=Path, help=out_help)
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda | mps")
+    _data_dir_arg(p)
+
+
+def _add_generate(sub) -> None:
     generate = sub.add_parser("generate", help="make new sounds with a trained model")
     generate.add_argument("model", help='a model name or id (see `sda models`), or "latest"')
     generate.add_argument("--duration", type=float, default=None,
                           help="seconds per sound (0.1 to 60; default: the typical length of the model's sounds)")
-    generate.add_argument("--seed", type=int, help="same seed and settings -> the same sounds (default: random)")
     generate.add_argument("-n", "--variations", type=int, default=1, help="how many variations (1 to 8)")
-    generate.add_argument("--control", action="append", default=[], metavar="LABEL=VALUE",
-                          help="move a sound control, in standard deviations (-3 to 3), e.g. brightness=+1.5")
     generate.add_argument("--variation", dest="variation_amount", type=float, default=1.0,
                           help="how far each variation wanders from the centre (0 to 2; default 1)")
     generate.add_argument("--blend", nargs=3, metavar=("FILE_A", "FILE_B", "AMOUNT"),
                           help="start between two sounds (AMOUNT 0 = FILE_A, 1 = FILE_B): each a sound of the "
                                "model's dataset by name, or any sound file by its path (kept in the library)")
-    generate.add_argument("--format", default="wav", help="wav | flac")
-    generate.add_argument("--bits", default="16", help="16 | 24")
-    generate.add_argument("--rate", default="model", help="model | 44100 | 48000")
-    generate.add_argument("--out", type=Path, help="write the files to this folder (default: keep them in the library)")
-    generate.add_argument("--device", default="cpu", help="cpu | auto | cuda | mps")
-    data_dir_arg(generate)
+    _add_sound_options(generate, "write the files to this folder (default: keep them in the library)")
     generate.set_defaults(handler=_cmd_generate)
 
+
+def _add_transform(sub) -> None:
     transform = sub.add_parser("transform", help="put your own sounds through a trained model")
     transform.add_argument("model", help='a model name or id (see `sda models`), or "latest"')
     transform.add_argument("files", nargs="+", type=Path, metavar="FILE", help="sound files (up to 60 s each)")
-    transform.add_argument("--control", action="append", default=[], metavar="LABEL=VALUE",
-                           help="move a sound control, in standard deviations (-3 to 3), e.g. brightness=+1.5")
     transform.add_argument("--variation", dest="variation_amount", type=float, default=0.3, metavar="X",
                            help="how far the result wanders from the input (0 to 2; default 0.3; "
                                 "0 with no control = the model's plain reconstruction)")
-    transform.add_argument("--seed", type=int, help="same seed and settings -> the same sounds (default: random)")
-    transform.add_argument("--format", default="wav", help="wav | flac")
-    transform.add_argument("--bits", default="16", help="16 | 24")
-    transform.add_argument("--rate", default="model", help="model | 44100 | 48000")
-    transform.add_argument("--out", type=Path,
-                           help="write the files to this folder, named after the inputs (default: keep them in the "
-                                "library, with the sounds they came from)")
-    transform.add_argument("--device", default="cpu", help="cpu | auto | cuda | mps")
-    data_dir_arg(transform)
+    _add_sound_options(transform, "write the files to this folder, named after the inputs (default: keep them in "
+                                  "the library, with the sounds they came from)")
     transform.set_defaults(handler=_cmd_transform)
 
+
+def _add_model_transfer(sub) -> None:
     export = sub.add_parser("export-model", help="write a trained model to one zip, to use it elsewhere")
     export.add_argument("model", help='a model name or id (see `sda models`), or "latest"')
     export.add_argument("out", type=Path, metavar="OUT.zip", help="the zip to write (a folder: a file named after the model in it)")
-    data_dir_arg(export)
+    _data_dir_arg(export)
     export.set_defaults(handler=_cmd_export_model)
-
     import_ = sub.add_parser("import-model", help="add a model exported from sda-web (here or elsewhere) to the library")
     import_.add_argument("zip", type=Path, metavar="FILE.zip")
-    data_dir_arg(import_)
+    _data_dir_arg(import_)
     import_.set_defaults(handler=_cmd_import_model)
 
+
+def _add_listings(sub) -> None:
     queue_ = sub.add_parser("queue", help="list the training runs that train and wait on this data folder's server")
     queue_.add_argument("--json", action="store_true", help="print JSON")
-    data_dir_arg(queue_)
+    _data_dir_arg(queue_)
     queue_.set_defaults(handler=_cmd_queue)
-
     models = sub.add_parser("models", help="list trained models")
     models.add_argument("--json", action="store_true", help="print them as JSON")
-    data_dir_arg(models)
+    _data_dir_arg(models)
     models.set_defaults(handler=_cmd_models)
-    return parser
 
 
 def _cmd_serve(args) -> int:
@@ -145,28 +157,14 @@ def _cmd_demo(args) -> int:
 
 def _cmd_train(args) -> int:
     from .cli_queue import follow_queued, requested_by
-    from .datasets import DatasetError, import_folder, load_dataset
+    from .datasets import DatasetError
     from .generation.after_training import analyse_trained_run
     from .training import TrainingRunner, get_adaptive_config, latest_resumable_run
     from .training.queue import RunQueue, executor_running
     from .training.runner import plan_new_run, plan_resume
 
     data_dir = resolve_data_dir(args.data_dir)
-    source = Path(args.source)
-    if source.is_dir():
-        manifest = import_folder(data_dir, source, name=args.name, progress=_import_progress)
-        _clear_line()
-        print(f"Dataset {manifest.name!r}: {manifest.file_count} usable files, {manifest.total_duration_s:.1f} s of audio.")
-        if manifest.already_present:
-            print(f"  {len(manifest.already_present)} files were already in the dataset.")
-        for rejected in manifest.rejected:
-            print(f"  skipped {rejected.name}: {rejected.reason}")
-    else:
-        try:
-            manifest = load_dataset(data_dir, args.name or args.source)
-        except DatasetError:
-            raise DatasetError(f"{args.source!r} is neither a folder nor an imported dataset.") from None
-
+    manifest = _train_dataset(data_dir, args.source, args.name)
     on_server = executor_running(data_dir)  # a server trains here: join its queue, never train beside it
     runner = None if on_server else TrainingRunner(data_dir, after_training=analyse_trained_run)
     events: queue.Queue = queue.Queue()
@@ -214,6 +212,26 @@ def _cmd_train(args) -> int:
     return follow_run(runner, events, data_dir, manifest.name)
 
 
+def _train_dataset(data_dir: Path, source: str, name: str | None):
+    """The dataset `sda train SOURCE` means: a folder imported now (saying what was kept), else an
+    imported dataset by name."""
+    from .datasets import DatasetError, import_folder, load_dataset
+
+    if Path(source).is_dir():
+        manifest = import_folder(data_dir, Path(source), name=name, progress=_import_progress)
+        _clear_line()
+        print(f"Dataset {manifest.name!r}: {manifest.file_count} usable files, {manifest.total_duration_s:.1f} s of audio.")
+        if manifest.already_present:
+            print(f"  {len(manifest.already_present)} files were already in the dataset.")
+        for rejected in manifest.rejected:
+            print(f"  skipped {rejected.name}: {rejected.reason}")
+        return manifest
+    try:
+        return load_dataset(data_dir, name or source)
+    except DatasetError:
+        raise DatasetError(f"{source!r} is neither a folder nor an imported dataset.") from None
+
+
 def _import_progress(done: int, total: int) -> None:
     if sys.stderr.isatty():
         print(f"\rChecking files {done}/{total}", end="", file=sys.stderr, flush=True)
@@ -230,7 +248,7 @@ def _cmd_generate(args) -> int:
     from .generation.export import AudioFormat, write_audio
     from .generation.settings import DEFAULT_DURATION_S
     from .library import ModelError, SoundRequest, generate_sounds, render, resolve_model, validate_request
-    from .library.sounds import sound_file_name
+    from .library.packs import sound_file_name
 
     data_dir = resolve_data_dir(args.data_dir)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)

@@ -98,3 +98,23 @@ def dataset(data_dir, tone_folder):
     from sda_web.datasets import import_folder
 
     return import_folder(data_dir, tone_folder, name="tones")
+
+
+@pytest.fixture(scope="session")
+def trained_demo(tmp_path_factory):
+    """The data directory of a completed tiny run on the demo set, trained once per test session
+    (about 10 s on one thread); tests change only copies of it (`copy_of_trained`)."""
+    from generation_helpers import train_demo_model
+
+    return train_demo_model(tmp_path_factory.mktemp("demo-model"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """`trains` on every test that trains or uses the shared trained model, `browser` on the
+    Chromium tests: `make test-fast` leaves them out."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module.startswith("test_browser"):
+            item.add_marker(pytest.mark.browser)
+        if "trained_demo" in item.fixturenames:  # the others that train say so with @pytest.mark.trains
+            item.add_marker(pytest.mark.trains)

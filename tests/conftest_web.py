@@ -1,6 +1,6 @@
 """Helpers for the web tests: a scripted runner, sample events, tiny datasets.
 
-Imported by tests/test_web_*.py (not a pytest conftest: the shared fixtures
+Imported by tests/web/test_web_*.py (not a pytest conftest: the shared fixtures
 live in tests/conftest.py, which belongs to the core).
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """A tiny model trained on the demo dataset, shared by the generation, library and
 CLI-generate tests (imported by them; not a pytest conftest).
 
-Training takes ~10 s on one CPU thread, so it happens once per test process:
-the first module to ask trains into a template data directory, and every
-module works on its own copy of it (they rename and delete things).
+Training takes ~10 s on one CPU thread, so it happens once per test session
+(the `trained_demo` fixture in conftest.py), and every module works on its own
+copy of it (they rename and delete things).
 """
 from __future__ import annotations
 
@@ -18,36 +18,32 @@ import torch
 # (full-band features; rho 0.96 >= 0.9); 60 epochs, or latent 16, gave only
 # loudness and textures.
 TINY_MODEL = dict(epochs=100, width=48, latent_dim=8, batch_size=8, learning_rate=3e-3, dropout=0.0,
-                  augment=False, augment_pitch_bins=0, preview_every=1000, checkpoint_every=1000, patience=0)
+                  augment=False, augment_band_shift=0, preview_every=1000, checkpoint_every=1000, patience=0)
 
-_template: dict[str, Path] = {}
+def train_demo_model(root: Path) -> Path:
+    """Train the tiny model on the demo set under `root`; its data directory (the session fixture
+    `trained_demo` calls this once; tests work on copies)."""
+    from sda_web.audio.demo import write_demo_sounds
+    from sda_web.datasets import import_folder
+    from sda_web.generation.after_training import analyse_trained_run
+    from sda_web.training import TrainingRunner, get_adaptive_config
 
-
-def trained_template(tmp_path_factory) -> Path:
-    """The data directory of a completed tiny run on the demo set (trained once per process)."""
-    if "data" not in _template:
-        from sda_web.audio.demo import write_demo_sounds
-        from sda_web.datasets import import_folder
-        from sda_web.generation.after_training import analyse_trained_run
-        from sda_web.training import TrainingRunner, get_adaptive_config
-
-        root = tmp_path_factory.mktemp("demo-model")
-        write_demo_sounds(root / "demo")
-        data = root / "data"
-        manifest = import_folder(data, root / "demo", name="demo")
-        config = get_adaptive_config(manifest.file_count).with_overrides(**TINY_MODEL)
-        finished = []
-        runner = TrainingRunner(data, after_training=analyse_trained_run)
-        runner.start("demo", config, finished.append)
-        assert runner.wait(timeout=300)
-        assert finished[-1].outcome == "completed", finished[-1].error
-        _template["data"] = data
-    return _template["data"]
+    write_demo_sounds(root / "demo")
+    data = root / "data"
+    manifest = import_folder(data, root / "demo", name="demo")
+    config = get_adaptive_config(manifest.file_count).with_overrides(**TINY_MODEL)
+    finished = []
+    runner = TrainingRunner(data, after_training=analyse_trained_run)
+    runner.start("demo", config, finished.append)
+    assert runner.wait(timeout=300)
+    assert finished[-1].outcome == "completed", finished[-1].error
+    return data
 
 
-def copy_of_trained(tmp_path_factory, name: str = "data") -> Path:
+def copy_of_trained(template: Path, tmp_path_factory, name: str = "data") -> Path:
+    """A copy of the trained demo data directory (`trained_demo`), for a test that changes it."""
     copy = tmp_path_factory.mktemp(name) / "data"
-    shutil.copytree(trained_template(tmp_path_factory), copy)
+    shutil.copytree(template, copy)
     return copy
 
 

@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sda_web"
 # training and generation are peers (what both need lives in model/).
 LAYERS = [
     {"sda_web", "sda_web.storage"},
+    {"sda_web.checkpoints"},
     {"sda_web.audio"},
     {"sda_web.datasets"},
     {"sda_web.model"},

@@ -14,7 +14,7 @@ def tiny_config(**overrides):
     """A model small enough to train a few epochs on the tone fixture in seconds. It runs every
     epoch asked for (patience 0) unless a test asks it to stop itself."""
     base = dict(epochs=6, width=32, latent_dim=16, batch_size=4, learning_rate=3e-3, dropout=0.0, checkpoint_every=2,
-                preview_every=3, augment_pitch_bins=0, patience=0)
+                preview_every=3, augment_band_shift=0, patience=0)
     base.update(overrides)
     return get_adaptive_config(6).with_overrides(**base)
 

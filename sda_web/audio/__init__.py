@@ -1,1 +1,1 @@
-"""Audio: reading files (io), mel features (features, imports torch), demo sounds (demo)."""
+"""Audio: reading files (io), band features (features, imports torch), the waveform inverse (inverse), demo sounds (demo)."""

@@ -19,12 +19,10 @@ MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 64
 SILENCE_PEAK = 1e-4  # -80 dBFS: anything quieter is treated as silence
-# One analysis frame of the old mel front end (n_fft=1024 at 24 kHz; 42.7 ms, as the
-# full-band n_fft=2048 at 48 kHz). A file shorter
-# than that cannot give even one spectrogram frame; anything longer is usable,
-# however short (clicks, drum hits), because training pads short sounds.
-MIN_FRAME_SAMPLES = 1024
-FEATURE_RATE = 24_000
+# The shortest usable file: one analysis frame, 42.7 ms (n_fft 2048 at 48 kHz, as the old
+# front end's 1024 at 24 kHz). A file shorter than that cannot give even one spectrogram frame;
+# anything longer is usable, however short (clicks, drum hits), because training pads short sounds.
+MIN_FRAME_SAMPLES, MIN_FRAME_RATE = 2048, 48_000
 READ_BLOCK = 65_536
 
 _NOT_AUDIO = "Not an audio file soundfile can read (WAV, FLAC, OGG, MP3 or AIFF)."
@@ -53,11 +51,11 @@ class AudioInfo:
 
 def min_frames(sample_rate: int) -> int:
     """The fewest samples at `sample_rate` that hold one analysis frame."""
-    return math.ceil(MIN_FRAME_SAMPLES * sample_rate / FEATURE_RATE)
+    return math.ceil(MIN_FRAME_SAMPLES * sample_rate / MIN_FRAME_RATE)
 
 
 def min_duration_ms() -> int:
-    return round(1000 * MIN_FRAME_SAMPLES / FEATURE_RATE)
+    return round(1000 * MIN_FRAME_SAMPLES / MIN_FRAME_RATE)
 
 
 def inspect_audio(path, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:

@@ -173,13 +173,13 @@ def _head(feats: torch.Tensor, start: int, frames: int, spec: FeatureSpec) -> to
     return part
 
 
-def _segments(mel: torch.Tensor, frames: int, spec: FeatureSpec) -> torch.Tensor:
+def _segments(feats: torch.Tensor, frames: int, spec: FeatureSpec) -> torch.Tensor:
     """(n_bands, T) log features -> (n, n_bands, frames) windows at a hop of frames // 2, the last
     one flush with the end; a sound shorter than a segment is padded with silence (as in training)."""
-    total = mel.shape[1]
+    total = feats.shape[1]
     if total < frames:
-        pad = torch.full((mel.shape[0], frames - total), math.log(spec.log_floor))
-        return torch.cat([mel, pad], dim=1).unsqueeze(0)
+        pad = torch.full((feats.shape[0], frames - total), math.log(spec.log_floor))
+        return torch.cat([feats, pad], dim=1).unsqueeze(0)
     hop = max(1, frames // 2)
     starts = list(range(0, total - frames + 1, hop))
     if starts[-1] != total - frames:
@@ -187,7 +187,7 @@ def _segments(mel: torch.Tensor, frames: int, spec: FeatureSpec) -> torch.Tensor
     if len(starts) > MAX_SEGMENTS_PER_FILE:
         pick = torch.linspace(0, len(starts) - 1, MAX_SEGMENTS_PER_FILE).round().long().tolist()
         starts = [starts[i] for i in pick]
-    return torch.stack([mel[:, s:s + frames] for s in starts])
+    return torch.stack([feats[:, s:s + frames] for s in starts])
 
 
 def _pca(centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

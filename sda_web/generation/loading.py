@@ -23,7 +23,7 @@ import torch
 from ..audio.features import FeatureSpec, checkpoint_spec, features_to_power, log_features
 from ..audio.inverse import griffin_lim
 from ..model import ConvVAE, ModelShape, SoundShape, SoundVAE, build_model
-from ..model.checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, load_checkpoint, model_state
+from ..checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, load_checkpoint, model_state
 from ..model.lengths import STRIDE, head_steps, padded_length, sound_length
 from ..model.stats import FeatureStats
 from .segments import overlap_add, segment_layout, segment_windows

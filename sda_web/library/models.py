@@ -328,7 +328,7 @@ def _check_weights(data: bytes) -> dict:
 
     from ..audio.features import checkpoint_spec
     from ..model import build_model
-    from ..model.checkpoints import FORMAT_VERSION, model_state
+    from ..checkpoints import FORMAT_VERSION, model_state
 
     damaged = "model.pt in that zip is damaged or not an sda-web model, so nothing was imported."
     try:
@@ -448,7 +448,7 @@ def _weights_only_checkpoint(run_dir: Path, which: str = BEST) -> bytes:
         return best.read_bytes()
     import torch
 
-    from ..model.checkpoints import get_latest_checkpoint, load_checkpoint, model_state
+    from ..checkpoints import get_latest_checkpoint, load_checkpoint, model_state
 
     payload = load_checkpoint(get_latest_checkpoint(run_dir))
     slim = {k: v for k, v in payload.items() if k not in ("trainer", "history")}

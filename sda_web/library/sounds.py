@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,24 +32,19 @@ from ..generation.export import AudioFormat, waveform_svg
 from ..generation.novelty import Nearest
 from ..generation.settings import GENERATION_GL_ITERS, MIN_DURATION_S, Blend, GenerationSettings
 from ..storage import atomic_write_bytes, atomic_write_json, read_json
+from .errors import SoundError, UnknownSound
+from .loaded import loaded_model, nearest_training_files
 from .models import ModelInfo, resolve_model
 from .sources import SourceError, is_source_id, load_source
 
 SOUNDS_DIR = "sounds"
 SOUND_FILE = "sound.json"
 WAVEFORM_FILE = "waveform.svg"
-_SOUND_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{12}-[0-9a-f]{6}-v[0-9]$")
-_BATCH_RE = re.compile(r"^[0-9]{8}-[0-9]{12}-[0-9a-f]{6}$")
+BATCH_PATTERN = r"[0-9]{8}-[0-9]{12}-[0-9a-f]{6}"  # one request's sounds share it (`_new_batch_id`)
+BATCH_RE = re.compile(f"^{BATCH_PATTERN}$")
+_SOUND_ID_RE = re.compile(f"^{BATCH_PATTERN}-v[0-9]$")
 
 Progress = Callable[[int, int], None]
-
-
-class SoundError(ValueError):
-    """A sound operation that cannot be done; the message says what and why."""
-
-
-class UnknownSound(SoundError):
-    """No generated sound has that id."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +208,7 @@ def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progre
 
     model, request = validate_request(data_dir, request)
     sources = request_sources(data_dir, request)
-    _use_app_threads()
-    trained, analysis = _load(model, device)
+    trained, analysis = loaded_model(model, device)
     settings = _checked(request.settings(), analysis, sources, request.source is not None)
     rate = trained.spec.sample_rate
     if request.source is not None:
@@ -238,7 +231,7 @@ def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progre
         if progress:
             progress(done, len(wanted))
     kept = {ref: {"name": src.name, "origin": src.origin, "dataset": src.dataset} for ref, src in sources.items()}
-    return Rendered(model, trained.epoch, rate, waves, request, kept, _nearest(model, trained, analysis, waves))
+    return Rendered(model, trained.epoch, rate, waves, request, kept, nearest_training_files(model, trained, analysis, waves))
 
 
 def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device: str = "cpu") -> Rendered:
@@ -250,14 +243,13 @@ def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device:
     from ..generation.transform import load_source as load_wave, transform_variation
 
     model, request = validate_request(data_dir, replace(request, source=None, blend=None))
-    _use_app_threads()
-    trained, analysis = _load(model, device)
+    trained, analysis = loaded_model(model, device)
     rate = trained.spec.sample_rate
     wave = load_wave(Path(path), rate)
     request = replace(request, duration_s=len(wave) / rate)
     settings = _checked(request.settings(), analysis, {}, transform=True)
     waves = {v: transform_variation(trained, analysis, wave, settings, v - 1) for v in range(1, settings.variations + 1)}
-    return Rendered(model, trained.epoch, rate, waves, request, nearest=_nearest(model, trained, analysis, waves))
+    return Rendered(model, trained.epoch, rate, waves, request, nearest=nearest_training_files(model, trained, analysis, waves))
 
 
 def _source_wave(source, sample_rate: int):
@@ -335,66 +327,6 @@ def export_sound(data_dir: Path, sound_id: str, fmt: AudioFormat, *, device: str
     return encode_audio(wave, rate, fmt)
 
 
-def download_name(sound: Sound, fmt: AudioFormat | None = None) -> str:
-    """A file name for the sound in `fmt` (default: as stored): model-seed7-v2.wav, or
-    model-kick-seed7-v2.wav for a transform of kick.wav."""
-    start = Path(sound.source_name(sound.request.source)).stem if sound.request.source else ""
-    return sound_file_name(sound.model_name, sound.request.seed, sound.variation, fmt or sound.request.audio_format,
-                           start)
-
-
-def sound_file_name(model_name: str, seed: int, variation: int, fmt: AudioFormat, start: str = "") -> str:
-    middle = f"-{start}" if start else ""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}{middle}-seed{seed}-v{variation}").strip("-.")
-    return (stem or f"sound-seed{seed}-v{variation}") + fmt.extension
-
-
-def sample_pack(data_dir: Path, batch: str) -> tuple[bytes, str]:
-    """(zip bytes, download name): every kept variation of one request as stored, and
-    settings.json with what made them (model, epoch, every parameter, the sounds it started from)."""
-    import io
-    import json
-    import zipfile
-
-    if not _BATCH_RE.match(batch or ""):
-        raise UnknownSound(f"{str(batch)[:40]!r} is not the id of a set of sounds.")
-    sounds = [s for s in (_maybe_sound(data_dir, f"{batch}-v{v}") for v in range(1, 10)) if s is not None]
-    if not sounds:
-        raise UnknownSound("Those sounds are no longer in the library; they were deleted.")
-    first = sounds[0]
-    names, files = set(), []
-    for sound in sounds:
-        name = download_name(sound)
-        while name in names:
-            name = "x-" + name
-        names.add(name)
-        files.append((name, sound))
-    settings = {
-        "made_with": "sda-web", "batch": batch, "created": first.created,
-        "model": {"id": first.request.model, "name": first.model_name, "epoch": first.model_epoch},
-        "settings": first.request.to_dict(), "sources": first.sources,
-        "sounds": [{"file": name, "variation": s.variation, "seed": s.request.seed, "duration_s": s.duration_s,
-                    "sample_rate": s.sample_rate, "format": s.request.format, "bits": s.request.bits,
-                    **({"nearest_training_file": s.nearest.to_dict()} if s.nearest else {})}
-                   for name, s in files],
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:  # audio does not deflate
-        for name, sound in files:
-            archive.write(sound.audio_path, name)
-        archive.writestr("settings.json", json.dumps(settings, indent=1))
-    start = Path(first.source_name(first.request.source)).stem if first.request.source else ""
-    stem = Path(sound_file_name(first.model_name, first.request.seed, 0, first.request.audio_format, start)).stem
-    return buffer.getvalue(), stem.removesuffix("-v0") + "-pack.zip"
-
-
-def _maybe_sound(data_dir: Path, sound_id: str):
-    try:
-        return load_sound(data_dir, sound_id)
-    except SoundError:
-        return None
-
-
 # -- the library ------------------------------------------------------------
 
 def sounds_root(data_dir: Path) -> Path:
@@ -457,63 +389,3 @@ def _read_sound(folder: Path) -> Sound:
 
 def _new_batch_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S%f}-{uuid.uuid4().hex[:6]}"
-
-
-def _use_app_threads() -> None:
-    """The CPU thread count changes float rounding in convolutions and matmuls, so every
-    generation (web or CLI) runs with the app's one policy (what training uses too)."""
-    import torch
-
-    from ..training.devices import torch_threads
-
-    if torch.get_num_threads() != torch_threads():
-        torch.set_num_threads(torch_threads())
-
-
-# One loaded model (and its analysis) is kept: the Generate tab makes sound after
-# sound with the same model, and a checkpoint load costs more than a short sound.
-_cache_lock = threading.Lock()
-_cached: dict = {}
-
-
-def _load(model: ModelInfo, device: str):
-    from ..generation.analysis import AnalysisError
-    from ..generation.controls import ensure_analysis
-    from ..generation.loading import load_trained_model
-    from ..model.checkpoints import get_best_checkpoint, get_latest_checkpoint
-
-    checkpoint = (get_latest_checkpoint if model.weights == "last" else get_best_checkpoint)(model.run_dir)
-    if checkpoint is None:
-        raise SoundError(f"Model {model.name!r} has no checkpoint.")
-    stat = checkpoint.stat()
-    key = (str(model.run_dir), str(checkpoint), stat.st_mtime_ns, stat.st_size, str(device))
-    with _cache_lock:
-        hit = _cached.get(key)
-        if hit is None:
-            trained = load_trained_model(model.run_dir, model.weights, device)
-            try:
-                analysis = ensure_analysis(model.run_dir, trained, progress=None)
-            except AnalysisError:  # not analysed, and its sound files are not here (an imported model)
-                analysis = None
-            _cached.clear()
-            _cached[key] = hit = (trained, analysis)
-    return hit
-
-
-_fingerprint_cache: dict = {}  # (run folder, epoch) -> Fingerprints | None: one model's, like _cached
-
-
-def _nearest(model: ModelInfo, trained, analysis, waves: dict) -> dict:
-    """Each wave's nearest training file (empty when the model's files are not here)."""
-    from ..generation.controls import run_files
-    from ..generation.novelty import ensure_fingerprints
-
-    key = (str(model.run_dir), trained.epoch, trained.spec.sample_rate)
-    with _cache_lock:
-        if key not in _fingerprint_cache:
-            _fingerprint_cache.clear()
-            _fingerprint_cache[key] = ensure_fingerprints(model.run_dir, trained, run_files(model.run_dir), analysis)
-        prints = _fingerprint_cache[key]
-    if prints is None:
-        return {}
-    return {variation: prints.nearest(wave, trained.spec) for variation, wave in waves.items()}

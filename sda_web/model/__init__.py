@@ -1,8 +1,8 @@
-"""The VAEs, their losses, and what a trained one is saved as.
+"""The VAEs, their losses, their feature normalisation (`stats`) and length rules (`lengths`).
 
-The networks import torch, so they load on first use (PEP 562): the torch-free
-parts (`checkpoints`, `lengths`, `stats`) can be imported from here by the web
-server's start-up path without paying for torch.
+The networks import torch, so they load on first use (PEP 562): `lengths` and
+`stats` are plain Python, and importing them does not load torch. What a
+trained model is saved as is `sda_web.checkpoints`, below every layer.
 
 `SoundVAE` is the model of whole sounds every new run trains; `ConvVAE` is the
 segment model of earlier runs, kept so that they still load and generate."""

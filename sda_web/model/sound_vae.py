@@ -28,7 +28,6 @@ Every layer is built in __init__, before any optimizer sees the parameters.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -36,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .lengths import STRIDE, padded_length  # noqa: F401 - STRIDE is part of this model's interface
+from .lengths import STRIDE
 
 TIME_CONSTANTS_S = (0.01, 0.04, 0.15, 0.5, 1.5, 4.5)
 LOGVAR_RANGE = (-12.0, 8.0)

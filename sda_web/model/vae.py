@@ -4,7 +4,7 @@ Every run since the model of whole sounds (`sound_vae.py`) came trains that
 one; this stays so that earlier runs still load, generate and transform.
 
 Input and output are normalised band log features (80 mel bands in the oldest
-models) shaped (batch, n_mels, frames): the bands are the channels of 1-D
+models) shaped (batch, n_bands, frames): the bands are the channels of 1-D
 convolutions over time. On a
 CPU this is about 3x cheaper per parameter than 2-D convolutions over the
 mel image (measured: 2.3 M parameters at 9 ms per sample for forward+backward,
@@ -29,18 +29,23 @@ DOWNSAMPLINGS = 4
 
 @dataclass(frozen=True)
 class ModelShape:
-    n_mels: int  # bands (the name its checkpoints use)
+    n_bands: int  # feature bands (its checkpoints call it n_mels)
     frames: int
     latent_dim: int
     width: int  # channels after the first layer; deeper layers use up to 2x this
     dropout: float
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """In the checkpoint's own keys (n_mels), so a shape written today reads where it did."""
+        data = asdict(self)
+        data["n_mels"] = data.pop("n_bands")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelShape":
-        return cls(**data)
+        data = dict(data)
+        bands = data.pop("n_mels") if "n_mels" in data else data.pop("n_bands")
+        return cls(n_bands=bands, **data)
 
     @property
     def channels(self) -> tuple[int, int, int, int]:
@@ -70,13 +75,13 @@ class ConvVAE(nn.Module):
 
         act = nn.LeakyReLU(0.2)
         self.encoder = nn.Sequential(
-            _down(shape.n_mels, c1), act, _down(c1, c2), act, _down(c2, c3), act, _down(c3, c4), act,
+            _down(shape.n_bands, c1), act, _down(c1, c2), act, _down(c2, c3), act, _down(c3, c4), act,
             nn.Flatten(), nn.Dropout(shape.dropout),
         )
         self.to_stats = nn.Linear(flat, 2 * shape.latent_dim)
         self.from_latent = nn.Sequential(nn.Linear(shape.latent_dim, flat), act, nn.Dropout(shape.dropout))
         self.decoder = nn.Sequential(
-            _up(c4, c3), act, _up(c3, c2), act, _up(c2, c1), act, _up(c1, shape.n_mels),
+            _up(c4, c3), act, _up(c3, c2), act, _up(c2, c1), act, _up(c1, shape.n_bands),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,7 @@
 Importing this package does not import torch; a run imports it where it trains
 (a child process, see worker.py).
 """
-from ..model.checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, list_checkpoints
+from ..checkpoints import CheckpointError, get_best_checkpoint, get_latest_checkpoint, list_checkpoints
 from .config import ConfigError, OverfittingPreset, TrainingConfig, get_adaptive_config
 from .events import EpochMetrics, PreviewEvent, RunStarted, StepProgress, TrainingCompleteEvent, TrainingEvent
 from .devices import resolve_device

@@ -31,6 +31,9 @@ class OverfittingPreset(str, Enum):
             raise ConfigError(f"Unknown preset {value!r}; choose one of {names}.") from None
 
 
+RENAMED = {"augment_pitch_bins": "augment_band_shift"}  # old key -> today's name
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 150
@@ -49,7 +52,7 @@ class TrainingConfig:
     segment_seconds: float = 1.5  # a sound's head (what the global latent sees), the longest training window
     augment: bool = True
     augment_gain_db: float = 6.0  # random gain within +/- this many dB
-    augment_pitch_bins: int = 2  # random shift of up to this many bands (a band shift)
+    augment_band_shift: int = 2  # random shift of up to this many bands (recorded as augment_pitch_bins before)
     val_fraction: float = 0.2
     patience: int = 0  # stop after this many epochs without a new best held-out loss (0: train to the end)
     preview_every: int = 10
@@ -75,7 +78,7 @@ class TrainingConfig:
         _check_float(self.spectral_weight, "Spectral loss weight", 0.0, 100.0)
         _check_float(self.segment_seconds, "Segment length", 0.1, 10.0)
         _check_float(self.augment_gain_db, "Augmentation gain", 0.0, 24.0)
-        _check_int(self.augment_pitch_bins, "Augmentation pitch shift", 0, 16)
+        _check_int(self.augment_band_shift, "Augmentation band shift", 0, 16)
         _check_float(self.val_fraction, "Validation fraction", 0.0, 0.9)
         _check_int(self.patience, "Patience", 0, 100_000)
         _check_int(self.preview_every, "Preview interval", 1, 100_000)
@@ -110,6 +113,7 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainingConfig":
         known = {f.name for f in fields(cls)}
+        data = {RENAMED.get(k, k): v for k, v in data.items()}  # older runs' config.json and checkpoints
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -169,7 +173,7 @@ def get_adaptive_config(file_count: int, preset: "str | OverfittingPreset" = Ove
         kl_weight_max=kl,
         augment=True,
         augment_gain_db=gain,
-        augment_pitch_bins=2 if file_count <= 50 else 1,
+        augment_band_shift=2 if file_count <= 50 else 1,
         preview_every=preview_interval(epochs),
         checkpoint_every=checkpoint_interval(epochs),
         patience=patience,

@@ -13,7 +13,7 @@ import torch
 
 from ..audio.features import checkpoint_spec, default_spec
 from ..model import SoundShape
-from ..model import checkpoints as ckpt
+from .. import checkpoints as ckpt
 from ..model.lengths import head_frames
 from ..model.stats import FeatureStats
 from ..storage import atomic_write_json

@@ -83,7 +83,7 @@ class _Outcome:
 
 def describe_failure(exc: BaseException) -> str:
     from ..datasets import DatasetError
-    from ..model.checkpoints import CheckpointError
+    from ..checkpoints import CheckpointError
     from .trainer import TrainingDiverged
 
     if isinstance(exc, (TrainingDiverged, CheckpointError, ConfigError, DatasetError, RunError)):

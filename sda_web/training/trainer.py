@@ -80,7 +80,7 @@ class Trainer:
                 return None
             batch = self.train_bank.collate(batch_examples)
             if cfg.augment:
-                batch = augment_batch(batch, cfg.augment_gain_db, cfg.augment_pitch_bins,
+                batch = augment_batch(batch, cfg.augment_gain_db, cfg.augment_band_shift,
                                       self.train_bank.silence, self.std, self.generator)
             t0 = time.perf_counter()
             loss = self.loss(batch, kl_weight, cfg.free_bits, cfg.prior_weight)

@@ -230,7 +230,7 @@ def _warm_up(modules: tuple[str, ...] = ()) -> None:
     layer also initialises the CPU kernels."""
     import torch
 
-    from ..model import checkpoints  # noqa: F401
+    from .. import checkpoints  # noqa: F401
     from . import data, previews, run_state, trainer  # noqa: F401
 
     for name in modules:  # the after_training hook's module, and what it says it needs

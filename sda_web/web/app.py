@@ -59,18 +59,6 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     templates = make_templates(Router(routes=routes), root_path, versions)
     hub = LiveHub(templates.env)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        app.state.start_lock = asyncio.Lock()
-        await hub.start()
-        await app.state.queue_runner.start()
-        try:
-            yield
-        finally:
-            await app.state.queue_runner.stop()  # cancels what trains (checkpointed: it can resume later)
-            await app.state.imports.wait_all()
-            await hub.stop()
-
     # ---- the front door (issue 5): proxy headers, prefix, access token, same-origin; outermost first
     # (SecurityHeaders sits outside all of these: see SdaApp)
     middleware = [
@@ -81,7 +69,7 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
                                  allowed_origins=allowed_origins),
     ]
     # ----
-    app = SdaApp(routes=routes, lifespan=lifespan, exception_handlers=error_handlers(), middleware=middleware)
+    app = SdaApp(routes=routes, lifespan=_lifespan, exception_handlers=error_handlers(), middleware=middleware)
     app.state.data_dir = data_dir
     app.state.root_path = root_path
     app.state.templates = templates
@@ -92,6 +80,21 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     app.state.tasks = set()
     hub.on_finished(lambda view: routes_train.after_run(app, view))
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette):
+    """Start the live hub and the training queue; on shutdown, stop what trains (checkpointed: it
+    can resume later), let imports finish, stop the hub."""
+    app.state.start_lock = asyncio.Lock()
+    await app.state.hub.start()
+    await app.state.queue_runner.start()
+    try:
+        yield
+    finally:
+        await app.state.queue_runner.stop()
+        await app.state.imports.wait_all()
+        await app.state.hub.stop()
 
 
 class SdaApp(Starlette):

@@ -19,6 +19,8 @@ from typing import Callable
 
 from starlette.requests import Request
 
+from ..datasets import RejectedFile
+
 UPLOADS_DIR = ".uploads"
 MAX_FILES = 1000
 MAX_FIELD_BYTES = 64 * 1024
@@ -114,67 +116,118 @@ async def receive_upload(request: Request, dest: Path, limits: UploadLimits | No
     from python_multipart.multipart import MultipartParser, parse_options_header
     from starlette.requests import ClientDisconnect
 
-    from ..datasets import RejectedFile
-
     limits = limits or UploadLimits()
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise UploadError("Choose one or more sound files to upload.")
+    too_large = UploadTooLarge(f"The upload is larger than the {fmt_size(limits.request_bytes)} limit per upload; "
+                               "send fewer files at a time.")
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limits.request_bytes:
-        raise UploadTooLarge(f"The upload is larger than the {fmt_size(limits.request_bytes)} limit per upload; "
-                             "send fewer files at a time.")
+        raise too_large
 
-    upload = ReceivedUpload({}, [], [])
-    part: dict = {}
-    header = {"name": b"", "value": b""}
-    ended = [False]
-    count = [0]
+    receiver = _PartReceiver(dest, limits, parse_options_header)
+    parser = MultipartParser(params[b"boundary"], receiver.callbacks())
+    received, malformed = 0, False
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limits.request_bytes:
+                raise too_large
+            parser.write(chunk)
+        parser.finalize()
+    except ClientDisconnect:
+        pass
+    except FormParserError:
+        malformed = True
+    except BaseException:
+        receiver.close_open_file()
+        raise
+    if not receiver.ended:
+        receiver.cut_off(malformed)
+    return receiver.upload
 
-    def drop(reason: str) -> None:
+
+class _PartReceiver:
+    """The multipart parser's callbacks: each file part streams into its own file in `dest`, each
+    other field into a bounded buffer."""
+
+    def __init__(self, dest: Path, limits: UploadLimits, parse_options_header):
+        self.dest, self.limits = dest, limits
+        self.parse_options_header = parse_options_header  # python_multipart's, imported by the caller
+        self.upload = ReceivedUpload({}, [], [])
+        self.part: dict = {}
+        self.header_name = self.header_value = b""
+        self.ended = False
+        self.count = 0
+
+    def callbacks(self) -> dict:
+        return {"on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
+                "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,
+                "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+                "on_headers_finished": self.on_headers_finished, "on_end": self.on_end}
+
+    def drop(self, reason: str) -> None:
         """Forget the file being received: close, delete, and say why."""
+        part = self.part
         part["file"].close()
         part["path"].unlink(missing_ok=True)
-        upload.rejected.append(RejectedFile(part["original"], reason))
+        self.upload.rejected.append(RejectedFile(part["original"], reason))
         part.update(file=None, skip=True)
 
-    def on_part_begin():
-        part.clear()
-        part.update(headers={}, file=None, field=None, buf=bytearray(), size=0, skip=False)
+    def close_open_file(self) -> None:
+        if self.part.get("file") is not None:
+            self.part["file"].close()
 
-    def on_header_field(data, start, end):
-        header["name"] += data[start:end]
+    def cut_off(self, malformed: bool) -> None:
+        """The form never ended: keep the files that arrived whole."""
+        self.upload.cut_off = True
+        if self.part.get("file") is not None:
+            self.drop(MALFORMED if malformed else CUT_OFF)
+        elif malformed and (self.upload.files or self.upload.rejected):
+            self.upload.rejected.append(RejectedFile("(the rest of the upload)", MALFORMED))
 
-    def on_header_value(data, start, end):
-        header["value"] += data[start:end]
+    # -- the parser's callbacks --------------------------------------------
 
-    def on_header_end():
-        part["headers"][header["name"].lower()] = header["value"]
-        header["name"], header["value"] = b"", b""
+    def on_part_begin(self):
+        self.part.clear()
+        self.part.update(headers={}, file=None, field=None, buf=bytearray(), size=0, skip=False)
 
-    def on_headers_finished():
-        _, options = parse_options_header(part["headers"].get(b"content-disposition", b""))
+    def on_header_field(self, data, start, end):
+        self.header_name += data[start:end]
+
+    def on_header_value(self, data, start, end):
+        self.header_value += data[start:end]
+
+    def on_header_end(self):
+        self.part["headers"][self.header_name.lower()] = self.header_value
+        self.header_name = self.header_value = b""
+
+    def on_headers_finished(self):
+        part = self.part
+        _, options = self.parse_options_header(part["headers"].get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            raw = options[b"filename"]
-            original = display_name(raw)
-            if not raw:  # an empty file input still sends a part
-                part["skip"] = True
-                return
-            if count[0] >= MAX_FILES:
-                raise UploadError(f"That is more than {MAX_FILES} files; import them in smaller batches.")
-            path = dest / f"{count[0]:05d}{_safe_suffix(original)}"
-            count[0] += 1
-            part.update(file=open(path, "wb"), path=path, original=original or "unnamed file", input=name)
-        else:
+        if b"filename" not in options:
             part["field"] = name
+            return
+        raw = options[b"filename"]
+        original = display_name(raw)
+        if not raw:  # an empty file input still sends a part
+            part["skip"] = True
+            return
+        if self.count >= MAX_FILES:
+            raise UploadError(f"That is more than {MAX_FILES} files; import them in smaller batches.")
+        path = self.dest / f"{self.count:05d}{_safe_suffix(original)}"
+        self.count += 1
+        part.update(file=open(path, "wb"), path=path, original=original or "unnamed file", input=name)
 
-    def on_part_data(data, start, end):
+    def on_part_data(self, data, start, end):
+        part = self.part
         if part["file"] is not None:
             part["size"] += end - start
-            if part["size"] > limits.file_bytes:
-                drop(f"It is larger than the {fmt_size(limits.file_bytes)} limit per file; "
-                     "trim it or export it at a lower sample rate.")
+            if part["size"] > self.limits.file_bytes:
+                self.drop(f"It is larger than the {fmt_size(self.limits.file_bytes)} limit per file; "
+                          "trim it or export it at a lower sample rate.")
                 return
             part["file"].write(data[start:end])
         elif part["field"] is not None:
@@ -182,7 +235,8 @@ async def receive_upload(request: Request, dest: Path, limits: UploadLimits | No
             if len(part["buf"]) > MAX_FIELD_BYTES:
                 raise UploadError("A form field was too long.")
 
-    def on_part_end():
+    def on_part_end(self):
+        part, upload = self.part, self.upload
         if part.get("file") is not None:
             part["file"].close()
             part["file"] = None
@@ -195,38 +249,8 @@ async def receive_upload(request: Request, dest: Path, limits: UploadLimits | No
         elif part.get("field") is not None:
             upload.fields[part["field"]] = part["buf"].decode("utf-8", "replace")
 
-    def on_end():
-        ended[0] = True
-
-    parser = MultipartParser(params[b"boundary"], {
-        "on_part_begin": on_part_begin, "on_part_data": on_part_data, "on_part_end": on_part_end,
-        "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_end": on_end,
-    })
-    received, malformed = 0, False
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limits.request_bytes:
-                raise UploadTooLarge(f"The upload is larger than the {fmt_size(limits.request_bytes)} limit per "
-                                     "upload; send fewer files at a time.")
-            parser.write(chunk)
-        parser.finalize()
-    except ClientDisconnect:
-        pass
-    except FormParserError:
-        malformed = True
-    except BaseException:
-        if part.get("file") is not None:
-            part["file"].close()
-        raise
-    if not ended[0]:  # cut off: keep the files that arrived whole
-        upload.cut_off = True
-        if part.get("file") is not None:
-            drop(MALFORMED if malformed else CUT_OFF)
-        elif malformed and (upload.files or upload.rejected):
-            upload.rejected.append(RejectedFile("(the rest of the upload)", MALFORMED))
-    return upload
+    def on_end(self):
+        self.ended = True
 
 
 @dataclass

@@ -32,6 +32,7 @@ from ..generation.analysis import LatentAnalysis, load_analysis
 from ..generation.settings import MAX_SOURCE_S, MAX_VARIATIONS
 from ..library import ModelInfo, Source, SourceError, UnknownModel, UnknownSound, list_models, load_sound
 from ..library.sources import is_source_id, keep_dataset_file, keep_source, list_sources, load_source
+from ..library.sounds import BATCH_PATTERN
 from ..training.runs import RUN_ID_PATTERN
 from .bounds import query_text, read_form
 from .common import is_htmx, render, url
@@ -45,7 +46,6 @@ from .sound_cards import Batch, batches, format_label
 log = logging.getLogger(__name__)
 
 MODEL_ID_PATTERN = RUN_ID_PATTERN  # a model is a run
-BATCH_PATTERN = r"[0-9]{8}-[0-9]{12}-[0-9a-f]{6}"  # library/sounds.py: one request's sounds
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..datasets import list_datasets
 from ..generation.export import AudioFormat, ExportError, waveform_svg
 from ..library import ModelBusy, ModelError, ModelInfo, UnknownModel, list_models, list_sounds
 from ..library.models import MAX_NAME_LENGTH, choose_weights
+from ..library.sounds import BATCH_PATTERN
 from .bounds import query_choice, query_text, read_form
 from .common import is_htmx, render, url
 from .generate_form import BIT_DEPTHS, FORMATS, RATES, signed
@@ -43,7 +44,6 @@ DONE_MESSAGES = {
     "sound-deleted": "Sound deleted.",
     "imported": "Model imported; it is listed below, ready to generate with.",
 }
-BATCH_PATTERN = r"[0-9]{8}-[0-9]{12}-[0-9a-f]{6}"
 
 
 @dataclass

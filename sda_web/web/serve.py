@@ -85,20 +85,7 @@ def serve(
     trusted = (forwarded_allow_ips or os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1") if proxy_headers else None
     app = create_app(data_dir, root_path=root_path, access_token=token, trusted_proxies=trusted,
                      local_only=token is None, upload_limits=limits, allowed_origins=origins)
-    everywhere = host in ("0.0.0.0", "::", "")
-    shown_host = "127.0.0.1" if everywhere else f"[{host}]" if ":" in host else host
-    query = f"?token={quote(token, safe='')}" if token else ""
-    print(f"sda is running at http://{shown_host}:{port}{root_path}/{query}  (data: {data_dir})", flush=True)
-    if everywhere:
-        lan = lan_address()
-        where = f"http://{lan}:{port}{root_path}/{query}" if lan else "this machine's address"
-        print(f"  listening on all interfaces ({host}); on your network, open {where}", flush=True)
-    if generated:
-        print("  the access token was generated for this session; pass --token or set SDA_TOKEN to keep one.",
-              flush=True)
-    if origins:
-        print(f"  also accepting forms and live updates from pages at {', '.join(sorted(origins))}", flush=True)
-    print("  press Ctrl+C to stop", flush=True)
+    _print_address(host, port, root_path, data_dir, token, generated, origins)
     config = uvicorn.Config(
         app,
         host=host,
@@ -116,6 +103,25 @@ def serve(
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after a graceful shutdown
         pass
     print("sda stopped.", flush=True)
+
+
+def _print_address(host: str, port: int, root_path: str, data_dir, token: str | None, generated: bool,
+                   origins: frozenset[str]) -> None:
+    """Where to open the app (with its token), on this machine and on the network."""
+    everywhere = host in ("0.0.0.0", "::", "")
+    shown_host = "127.0.0.1" if everywhere else f"[{host}]" if ":" in host else host
+    query = f"?token={quote(token, safe='')}" if token else ""
+    print(f"sda is running at http://{shown_host}:{port}{root_path}/{query}  (data: {data_dir})", flush=True)
+    if everywhere:
+        lan = lan_address()
+        where = f"http://{lan}:{port}{root_path}/{query}" if lan else "this machine's address"
+        print(f"  listening on all interfaces ({host}); on your network, open {where}", flush=True)
+    if generated:
+        print("  the access token was generated for this session; pass --token or set SDA_TOKEN to keep one.",
+              flush=True)
+    if origins:
+        print(f"  also accepting forms and live updates from pages at {', '.join(sorted(origins))}", flush=True)
+    print("  press Ctrl+C to stop", flush=True)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
