@@ -10,6 +10,9 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_DATA_DIR = "./sda-data"
 
@@ -66,3 +69,20 @@ def _unlink_quietly(path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def read_records(root: Path, id_pattern, load: Callable[[Path], T], unreadable: tuple[type[Exception], ...]) -> list[T]:
+    """`load(folder)` of every folder under `root` whose name matches `id_pattern` (a compiled
+    regex), in no order; folders `load` finds unreadable (raising one of `unreadable`) are skipped,
+    so one damaged record never hides the others."""
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        if not entry.is_dir() or not id_pattern.match(entry.name):
+            continue
+        try:
+            found.append(load(entry))
+        except unreadable:
+            continue
+    return found

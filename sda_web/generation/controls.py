@@ -45,6 +45,7 @@ from ..audio.io import AudioRejected, load_mono
 from ..storage import read_json
 from .analysis import FEATURE_UNITS, FEATURES, AnalysisError, Control, LatentAnalysis, load_analysis, save_analysis
 from .loading import TrainedModel, load_trained_model
+from .segments import window
 
 MIN_EXPLAINED = 0.05  # a component must explain at least this share of the variance...
 MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
@@ -167,10 +168,7 @@ def _sound_points(model: TrainedModel, wave: torch.Tensor, extra_windows: bool) 
 
 
 def _head(feats: torch.Tensor, start: int, frames: int, spec: FeatureSpec) -> torch.Tensor:
-    part = feats[:, start:start + frames]
-    if part.shape[1] < frames:
-        part = torch.cat([part, torch.full((feats.shape[0], frames - part.shape[1]), math.log(spec.log_floor))], dim=1)
-    return part
+    return window(feats, start, frames, math.log(spec.log_floor))
 
 
 def _segments(feats: torch.Tensor, frames: int, spec: FeatureSpec) -> torch.Tensor:
@@ -178,8 +176,7 @@ def _segments(feats: torch.Tensor, frames: int, spec: FeatureSpec) -> torch.Tens
     one flush with the end; a sound shorter than a segment is padded with silence (as in training)."""
     total = feats.shape[1]
     if total < frames:
-        pad = torch.full((feats.shape[0], frames - total), math.log(spec.log_floor))
-        return torch.cat([feats, pad], dim=1).unsqueeze(0)
+        return window(feats, 0, frames, math.log(spec.log_floor)).unsqueeze(0)
     hop = max(1, frames // 2)
     starts = list(range(0, total - frames + 1, hop))
     if starts[-1] != total - frames:

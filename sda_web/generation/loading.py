@@ -126,27 +126,32 @@ class TrainedModel:
         frames = self.frames_for(samples)
         if not self.whole_sounds:
             _, hop = segment_layout(frames, self.frames)
-            segments = self.stats.denormalise(self.model.decode(path.to(self.device))).float()
-            return overlap_add(segments, hop)[:, :frames].cpu()
+            return overlap_add(self._segment_features(path), hop)[:, :frames].cpu()
         steps = path.shape[0]
-        z = path.T[None].to(self.device)  # (1, latent, steps)
         u = torch.zeros(1, self.shape.local_dim, steps, device=self.device)
         if detail is not None:
             used = min(steps, detail.shape[-1])
             u[0, :, :used] = detail[:, :used].to(self.device)
-        out = self.model.decode(z, u, self.model.time(1, steps * STRIDE, device=self.device))
-        return self.stats.denormalise(out[0, :, :frames]).float().cpu()
+        return self._sound_features(path.T[None], u, steps * STRIDE)[0, :, :frames].cpu()
 
     @torch.no_grad()
     def decode_segments(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (n, latent) -> log features (n, n_bands, frames) of the sound each makes over
         the model's head (or segment) length, on the CPU: what the sound controls measure."""
         if not self.whole_sounds:
-            return self.stats.denormalise(self.model.decode(z.to(self.device))).float().cpu()
-        steps = self.frames // STRIDE
-        u = torch.zeros(z.shape[0], self.shape.local_dim, steps, device=self.device)
-        out = self.model.decode(z.to(self.device), u, self.model.time(z.shape[0], self.frames, device=self.device))
-        return self.stats.denormalise(out).float().cpu()
+            return self._segment_features(z).cpu()
+        u = torch.zeros(z.shape[0], self.shape.local_dim, self.frames // STRIDE, device=self.device)
+        return self._sound_features(z, u, self.frames).cpu()
+
+    def _segment_features(self, z: torch.Tensor) -> torch.Tensor:
+        """Segment model: latents (n, latent) -> log features (n, n_bands, segment), on the device."""
+        return self.stats.denormalise(self.model.decode(z.to(self.device))).float()
+
+    def _sound_features(self, z: torch.Tensor, u: torch.Tensor, length: int) -> torch.Tensor:
+        """Model of whole sounds: global latents (batch, latent) or paths (batch, latent, steps) and
+        local detail u (batch, local_dim, steps) -> log features (batch, n_bands, length), on the device."""
+        out = self.model.decode(z.to(self.device), u, self.model.time(z.shape[0], length, device=self.device))
+        return self.stats.denormalise(out).float()
 
     @torch.no_grad()
     def reconstruct(self, wave: torch.Tensor, n_iter: int | None = None) -> torch.Tensor:

@@ -52,10 +52,15 @@ def overlap_add(segments: torch.Tensor, hop: int) -> torch.Tensor:
     return torch.log(power.clamp(min=1e-30))
 
 
+def window(feats: torch.Tensor, start: int, frames: int, silence: float) -> torch.Tensor:
+    """(n_bands, frames) of a sound's (n_bands, T) features from frame `start`, padded with
+    `silence` past its end (as in training): the one way a sound is cut into model inputs."""
+    part = feats[:, start:start + frames]
+    if part.shape[1] < frames:
+        part = torch.cat([part, torch.full((feats.shape[0], frames - part.shape[1]), silence, dtype=feats.dtype)], dim=1)
+    return part
+
+
 def segment_windows(feats: torch.Tensor, segment: int, count: int, hop: int, silence: float) -> torch.Tensor:
-    """(n_bands, T) normalised features -> (count, n_bands, segment) windows at `hop`, the tail
-    padded with `silence` (as in training)."""
-    padded = torch.full((feats.shape[0], (count - 1) * hop + segment), silence)
-    used = min(feats.shape[-1], padded.shape[-1])
-    padded[:, :used] = feats[:, :used]
-    return padded.unfold(1, segment, hop).permute(1, 0, 2).contiguous()
+    """(n_bands, T) normalised features -> (count, n_bands, segment) windows at `hop`."""
+    return torch.stack([window(feats, k * hop, segment, silence) for k in range(count)])

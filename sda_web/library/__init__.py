@@ -11,7 +11,7 @@ from .loaded import loaded_model
 from .packs import download_name, sample_pack, sound_file_name
 from .sounds import (
     Rendered, Sound, SoundRequest, delete_sound, export_sound, generate_sounds, list_sounds, load_sound, regenerate,
-    render, transform_file, validate_request,
+    render, sound_waveform, transform_file, validate_request,
 )
 from .sources import Source, SourceError, UnknownSource, keep_dataset_file, keep_source, list_sources, load_source
 
@@ -20,6 +20,6 @@ __all__ = [
     "export_model", "import_model", "list_models", "load_model", "rename_model", "resolve_model",
     "Rendered", "Sound", "SoundError", "SoundRequest", "UnknownSound", "delete_sound", "download_name", "export_sound",
     "generate_sounds", "list_sounds", "load_sound", "regenerate", "render", "sample_pack", "sound_file_name", "transform_file",
-    "validate_request", "loaded_model",
+    "validate_request", "loaded_model", "sound_waveform",
     "Source", "SourceError", "UnknownSource", "keep_dataset_file", "keep_source", "list_sources", "load_source",
 ]

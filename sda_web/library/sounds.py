@@ -20,6 +20,7 @@ event loop.
 """
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import uuid
@@ -31,7 +32,7 @@ from typing import Callable
 from ..generation.export import AudioFormat, waveform_svg
 from ..generation.novelty import Nearest
 from ..generation.settings import GENERATION_GL_ITERS, MIN_DURATION_S, Blend, GenerationSettings
-from ..storage import atomic_write_bytes, atomic_write_json, read_json
+from ..storage import atomic_write_bytes, atomic_write_json, read_json, read_records
 from .errors import SoundError, UnknownSound
 from .loaded import loaded_model, nearest_training_files
 from .models import ModelInfo, resolve_model
@@ -292,8 +293,7 @@ def generate_sounds(data_dir: Path, request: SoundRequest, *, device: str = "cpu
                       duration_s=len(wave) / rate, file_name="sound" + fmt.extension, sound_dir=folder,
                       sources=made.sources, nearest=made.nearest.get(variation))
         atomic_write_bytes(sound.audio_path, encode_audio(wave, rate, fmt))
-        picture = waveform_svg(wave, label=f"Waveform of {sound.title}, {sound.duration_s:.1f} s")
-        atomic_write_bytes(sound.waveform_path, picture.encode("utf-8"))
+        atomic_write_bytes(sound.waveform_path, waveform_picture(wave, sound).encode("utf-8"))
         atomic_write_json(folder / SOUND_FILE, sound.to_dict())  # last: a folder without it is not listed
         sounds.append(sound)
     return sounds
@@ -335,22 +335,47 @@ def sounds_root(data_dir: Path) -> Path:
 
 def list_sounds(data_dir: Path, model_id: str | None = None) -> list[Sound]:
     """Every kept sound, newest request first, variations in order; unreadable ones skipped."""
-    root = sounds_root(data_dir)
-    if not root.is_dir():
-        return []
-    sounds = []
-    for entry in root.iterdir():
-        if not _SOUND_ID_RE.match(entry.name):
-            continue
-        try:
-            sound = _read_sound(entry)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if model_id is None or sound.request.model == model_id:
-            sounds.append(sound)
+    sounds = [sound for sound in read_records(sounds_root(data_dir), _SOUND_ID_RE, _read_sound,
+                                              (OSError, ValueError, KeyError, TypeError))
+              if model_id is None or sound.request.model == model_id]
     sounds.sort(key=lambda s: s.variation)
     sounds.sort(key=lambda s: (s.created, s.batch), reverse=True)
     return sounds
+
+
+def waveform_picture(wave, sound: Sound) -> str:
+    """The sound's waveform drawn at its own peak (a quiet sound still shows its shape), labelled
+    with its length and level."""
+    import numpy as np
+
+    wave = np.asarray(wave, dtype=np.float32)
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    level = f"peak {20 * math.log10(peak):.0f} dBFS" if peak > 0 else "silent"
+    return waveform_svg(wave / peak if peak > 0 else wave,
+                        label=f"Waveform of {sound.title}, {sound.duration_s:.1f} s, {level}")
+
+
+def sound_waveform(sound: Sound) -> str | None:
+    """The stored waveform picture. One kept before pictures were drawn at the sound's peak is
+    redrawn from its audio, once, and stored; None when neither the picture nor the audio reads."""
+    import soundfile as sf
+
+    try:
+        stored = sound.waveform_path.read_text()
+        if "dBFS" in stored or ', silent"' in stored:
+            return stored
+    except OSError:
+        stored = None
+    try:
+        wave, _ = sf.read(str(sound.audio_path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError):  # soundfile's errors are RuntimeErrors
+        return stored
+    picture = waveform_picture(wave.mean(axis=1), sound)
+    try:
+        atomic_write_bytes(sound.waveform_path, picture.encode("utf-8"))
+    except OSError:
+        pass  # shown all the same; drawn again next time
+    return picture
 
 
 def load_sound(data_dir: Path, sound_id: str) -> Sound:

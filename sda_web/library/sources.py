@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..audio.io import AudioRejected, inspect_audio
 from ..generation.settings import MAX_SOURCE_S
-from ..storage import atomic_write_json, read_json
+from ..storage import atomic_write_json, read_json, read_records
 
 SOURCES_DIR = "sources"
 SOURCE_FILE = "source.json"
@@ -151,19 +151,9 @@ def load_source(data_dir: Path, source_id: str) -> Source:
 
 def list_sources(data_dir: Path, origin: str | None = "upload", limit: int = 30) -> list[Source]:
     """Kept sources (uploads by default), newest first; unreadable ones skipped."""
-    root = sources_root(data_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for entry in root.iterdir():
-        if not SOURCE_ID_RE.match(entry.name):
-            continue
-        try:
-            source = load_source(data_dir, entry.name)
-        except SourceError:
-            continue
-        if origin is None or source.origin == origin:
-            found.append(source)
+    found = [source for source in read_records(sources_root(data_dir), SOURCE_ID_RE,
+                                               lambda d: load_source(data_dir, d.name), (SourceError,))
+             if origin is None or source.origin == origin]
     found.sort(key=lambda s: (s.created, s.source_id), reverse=True)
     return found[:limit]
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..storage import atomic_write_json, read_json
+from ..storage import atomic_write_json, read_json, read_records
 from .events import EpochMetrics, PreviewEvent
 
 RUN_STATUSES = ("running", "completed", "stopped", "cancelled", "failed", "interrupted")
 _PREVIEW_RE = re.compile(r"^epoch_(\d{4,})_recon\.wav$")
+_PREVIEW_FILE_RE = re.compile(r"^epoch_\d{4,}_(recon|prior)\.wav$")  # either preview of an epoch
 MAX_RUN_ID_LENGTH = 121
 # A run folder's name, and so a model's id (an imported one too): the one pattern every layer checks.
 RUN_ID_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_RUN_ID_LENGTH - 1}}}"
@@ -145,19 +146,8 @@ def load_run(data_dir: Path, run_id: str) -> RunInfo:
 
 def list_runs(data_dir: Path, dataset: str | None = None) -> list[RunInfo]:
     """Runs newest first; unreadable run folders are skipped."""
-    root = runs_root(data_dir)
-    if not root.is_dir():
-        return []
-    runs = []
-    for entry in root.iterdir():
-        if not entry.is_dir() or not _RUN_ID_RE.match(entry.name):
-            continue
-        try:
-            info = load_run(data_dir, entry.name)
-        except RunError:
-            continue
-        if dataset is None or info.dataset == dataset:
-            runs.append(info)
+    runs = [info for info in read_records(runs_root(data_dir), _RUN_ID_RE, lambda d: load_run(data_dir, d.name), (RunError,))
+            if dataset is None or info.dataset == dataset]
     runs.sort(key=lambda r: (r.created, r.run_id), reverse=True)
     return runs
 
@@ -198,6 +188,17 @@ def read_progress(run_dir: Path) -> EpochMetrics | None:
         return EpochMetrics(**read_json(Path(run_dir) / "progress.json"))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def preview_file(data_dir: Path, run_id: str, name: str) -> Path:
+    """The preview WAV `name` of run `run_id`: only a preview file's name, only inside that run's
+    folder, only one that exists; RunError otherwise."""
+    if not _PREVIEW_FILE_RE.match(name or ""):
+        raise RunError(f"{str(name)[:60]!r} is not the name of a preview.")
+    path = run_dir_for(data_dir, run_id) / "previews" / name
+    if not path.resolve().is_relative_to(runs_root(data_dir).resolve()) or not path.is_file():
+        raise RunError(f"Run {run_id!r} has no preview {name!r}.")
+    return path
 
 
 def preview_paths(run_dir: Path, epoch: int) -> tuple[Path, Path]:

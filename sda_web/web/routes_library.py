@@ -8,7 +8,6 @@ the library), never by a path from the request.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import shutil
 from collections import Counter
@@ -16,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio.to_thread
-import numpy as np
-import soundfile as sf
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -25,7 +22,7 @@ from starlette.routing import Route
 
 from .. import library
 from ..datasets import list_datasets
-from ..generation.export import AudioFormat, ExportError, waveform_svg
+from ..generation.export import AudioFormat, ExportError
 from ..library import ModelBusy, ModelError, ModelInfo, UnknownModel, list_models, list_sounds
 from ..library.models import MAX_NAME_LENGTH, choose_weights
 from ..library.sounds import BATCH_PATTERN
@@ -266,14 +263,12 @@ async def sound_audio(request: Request):
 
 
 async def sound_waveform(request: Request):
-    """The sound's waveform, drawn from its audio scaled to its peak (a quiet sound still shows its
-    shape; the label says how loud it is). Falls back to the stored waveform.svg."""
+    """The sound's waveform, drawn at its peak (a quiet sound still shows its shape; the label says
+    how loud it is)."""
     sound = await _load_sound(request)
-    picture = await asyncio.to_thread(_waveform_picture, sound)
+    picture = await asyncio.to_thread(library.sound_waveform, sound)
     if picture is None:
-        if not sound.waveform_path.is_file():
-            raise HTTPException(404)
-        picture = await asyncio.to_thread(sound.waveform_path.read_text)
+        raise HTTPException(404)
     # A sound id is never reused and a sound never changes: cache it for good.
     return Response(picture_for_img(picture), media_type="image/svg+xml",
                     headers={"Cache-Control": "private, max-age=31536000, immutable"})
@@ -295,19 +290,6 @@ def picture_for_img(svg: str) -> str:
     if not sep or 'fill="currentColor"' not in rest:
         return svg
     return head + sep + _WAVE_FILL + rest.replace('fill="currentColor"', 'fill="url(#wave-fill)"')
-
-
-def _waveform_picture(sound) -> str | None:
-    try:
-        wave, _ = sf.read(str(sound.audio_path), dtype="float32", always_2d=True)
-    except (OSError, RuntimeError):  # soundfile's errors are RuntimeErrors
-        return None
-    wave = wave.mean(axis=1)
-    peak = float(np.abs(wave).max()) if wave.size else 0.0
-    level = f"peak {20 * math.log10(peak):.0f} dBFS" if peak > 0 else "silent"
-    if peak > 0:
-        wave = wave / peak
-    return waveform_svg(wave, label=f"Waveform of {sound.title}, {sound.duration_s:.1f} s, {level}")
 
 
 def _download_format(request: Request, sound) -> AudioFormat:

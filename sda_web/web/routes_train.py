@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,7 +15,7 @@ from ..training.config import ConfigError
 from ..training.queue import QueueError
 from ..training.queue_view import queued_sentence
 from ..training.runner import IMPORTED_CANNOT_RESUME, plan_new_run, plan_resume
-from ..training.runs import RunError, is_imported, load_run, run_dir_for
+from ..training.runs import RunError, is_imported, load_run, preview_file
 from . import fragments
 from .bounds import query_choice, query_flag, read_form
 from .common import is_htmx, redirect, render, spawn, url
@@ -24,7 +23,6 @@ from .forms import PRESETS, ConfigForm, default_form, parse_config_form, parse_f
 from .selection import current_dataset
 from .view import RunView, latest_run_view, resume_offer
 
-_PREVIEW_FILE = re.compile(r"^epoch_\d{4,}_(recon|prior)\.wav$")
 NO_JS_REFRESH_S = 5
 
 
@@ -281,17 +279,10 @@ async def train_ws(websocket: WebSocket):
 
 async def preview_audio(request: Request):
     """A preview WAV, by run id and file name only, from inside the data directory."""
-    run_id, name = request.path_params["run_id"], request.path_params["name"]
-    if not _PREVIEW_FILE.match(name):
-        raise HTTPException(404)
     try:
-        run_dir = run_dir_for(request.app.state.data_dir, run_id)
+        path = preview_file(request.app.state.data_dir, request.path_params["run_id"], request.path_params["name"])
     except RunError:
         raise HTTPException(404) from None
-    path = run_dir / "previews" / name
-    runs_root = (request.app.state.data_dir / "runs").resolve()
-    if not path.resolve().is_relative_to(runs_root) or not path.is_file():
-        raise HTTPException(404)
     return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-cache"})
 
 
