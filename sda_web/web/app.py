@@ -17,16 +17,18 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Router
 
 from ..storage import resolve_data_dir
-from . import guard, routes_data, routes_pages, routes_train
+from . import routes_data, routes_pages, routes_train
 from . import routes_generate, routes_library  # the Generate and Library tabs
 from ..training.devices import training_devices
 from .hub import LiveHub
 from .queue_runner import QueueRunner
-from .imports import ImportJobs, UploadLimits
+from .uploads import ImportJobs, UploadLimits
 from .common import error_handlers
-from .security import SecurityHeaders
+from .middleware.security_headers import SecurityHeaders
 from .templating import STATIC_DIR, check_assets, make_templates, normalise_root_path
-from .wire import AssetVersions, CachedStatic, Compression
+from .middleware import access as guard
+from .middleware.compression import Compression
+from .static_files import AssetVersions, CachedStatic
 
 
 def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runner=None, runners: dict | None = None,
@@ -38,7 +40,7 @@ def create_app(data_dir: str | Path | None = None, root_path: str = "", *, runne
     pass the same value to uvicorn (serve() does). `runner` replaces the
     TrainingRunners of the queue with one runner (tests use a scripted one); `runners`
     (device -> runner) with one per device (a test's stand-in for several GPUs). `access_token`: every request
-    must carry it (web/guard.py); without one, `local_only` answers only to
+    must carry it (web/middleware/access.py); without one, `local_only` answers only to
     loopback host names; `trusted_proxies`: addresses whose X-Forwarded-*
     headers are believed (then give uvicorn proxy_headers=False); `allowed_origins`: pages at these
     origins ("https://studio.example") may post here too, for a proxy that cannot pass the host the

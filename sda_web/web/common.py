@@ -59,7 +59,7 @@ async def not_found(request: Request, exc) -> HTMLResponse:
 
 
 async def bad_input(request: Request, exc) -> HTMLResponse:
-    """A BadInput (web/bounds.py) no handler caught itself: 422/413 with its sentence."""
+    """A BadInput (web/input_checks.py) no handler caught itself: 422/413 with its sentence."""
     return _error(request, "Please check that value", str(exc), getattr(exc, "status_code", 422))
 
 
@@ -71,7 +71,7 @@ def _error(request: Request, heading: str, message: str, status: int) -> HTMLRes
 
 
 def error_handlers() -> dict:
-    from .bounds import BadInput
+    from .input_checks import BadInput
 
     return {400: not_found, 404: not_found, 405: not_found, 413: not_found, BadInput: bad_input}
 

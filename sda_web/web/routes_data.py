@@ -10,9 +10,9 @@ from starlette.routing import Route
 
 from ..datasets import DatasetError, delete_dataset, import_files, import_folder, list_datasets, sanitize_name
 from ..datasets.manifest import MAX_NAME_LENGTH
-from .bounds import query_text, read_form
+from .input_checks import query_text, read_form
 from .common import is_htmx, redirect, render
-from .imports import UploadError, new_upload_dir, receive_upload
+from .uploads import UploadError, new_upload_dir, receive_upload
 from .selection import current_dataset, store_selection
 
 DEMO_NAME = "demo"

@@ -34,12 +34,12 @@ from ..library import ModelInfo, Source, SourceError, UnknownModel, UnknownSound
 from ..library.sources import is_source_id, keep_dataset_file, keep_source, list_sources, load_source
 from ..library.sounds import BATCH_PATTERN
 from ..training.runs import RUN_ID_PATTERN
-from .bounds import query_text, read_form
+from .input_checks import query_text, read_form
 from .common import is_htmx, render, url
 from .generate_form import (
     BIT_DEPTHS, CONTROL_ENDS, FORMATS, RATES, SOURCE_FILE_FIELDS, FormError, GenerateForm, new_seed, signed,
 )
-from .imports import UploadError, UploadLimits, new_upload_dir, receive_upload
+from .uploads import UploadError, UploadLimits, new_upload_dir, receive_upload
 from .generation_slot import generation_slot
 from .sound_cards import Batch, batches, format_label
 

@@ -26,7 +26,7 @@ from ..generation.export import AudioFormat, ExportError
 from ..library import ModelBusy, ModelError, ModelInfo, UnknownModel, list_models, list_sounds
 from ..library.models import MAX_NAME_LENGTH, choose_weights
 from ..library.sounds import BATCH_PATTERN
-from .bounds import query_choice, query_text, read_form
+from .input_checks import query_choice, query_text, read_form
 from .common import is_htmx, render, url
 from .generate_form import BIT_DEPTHS, FORMATS, RATES, signed
 from .generation_slot import generation_slot
@@ -127,7 +127,7 @@ async def _load_model(request: Request) -> ModelInfo:
 
 async def model_import(request: Request):
     """Upload an exported model (bounded like every upload), import it in a worker thread."""
-    from .imports import UploadError, new_upload_dir, receive_upload
+    from .uploads import UploadError, new_upload_dir, receive_upload
 
     app = request.app
     data_dir = app.state.data_dir
@@ -300,7 +300,7 @@ def _download_format(request: Request, sound) -> AudioFormat:
     try:
         return AudioFormat.parse(fmt, bits, rate or stored.rate)
     except ExportError as exc:  # unreachable with the choices above; kept for safety
-        from .bounds import BadInput
+        from .input_checks import BadInput
 
         raise BadInput(str(exc)) from None
 

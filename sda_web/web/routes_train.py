@@ -17,7 +17,7 @@ from ..training.queue_view import queued_sentence
 from ..training.runner import IMPORTED_CANNOT_RESUME, plan_new_run, plan_resume
 from ..training.runs import RunError, is_imported, load_run, preview_file
 from . import fragments
-from .bounds import query_choice, query_flag, read_form
+from .input_checks import query_choice, query_flag, read_form
 from .common import is_htmx, redirect, render, spawn, url
 from .forms import PRESETS, ConfigForm, default_form, parse_config_form, parse_field
 from .selection import current_dataset

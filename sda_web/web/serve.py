@@ -18,7 +18,7 @@ PER_MESSAGE_DEFLATE = False
 
 def resolve_token(host: str, token: str | None = None) -> tuple[str | None, bool]:
     """(token, generated): --token, else $SDA_TOKEN, else a new one unless bound to loopback only."""
-    from .guard import check_token, is_loopback, new_token
+    from .middleware.access import check_token, is_loopback, new_token
 
     token = (token or os.environ.get("SDA_TOKEN") or "").strip() or None
     if token is not None:
@@ -30,7 +30,7 @@ def resolve_token(host: str, token: str | None = None) -> tuple[str | None, bool
 
 def resolve_allowed_origins(given: list[str] | None = None) -> frozenset[str]:
     """--allowed-origin (repeatable), else $SDA_ALLOWED_ORIGINS; ValueError (a sentence) for a malformed one."""
-    from .guard import normalise_origins, parse_origin_list
+    from .middleware.access import normalise_origins, parse_origin_list
 
     return normalise_origins(given or parse_origin_list(os.environ.get("SDA_ALLOWED_ORIGINS")))
 
@@ -74,7 +74,7 @@ def serve(
 
     from ..storage import resolve_data_dir
     from .app import create_app
-    from .imports import UploadLimits
+    from .uploads import UploadLimits
     from .templating import normalise_root_path
 
     root_path = normalise_root_path(root_path)
@@ -91,7 +91,7 @@ def serve(
         host=host,
         port=port,
         root_path=root_path,
-        proxy_headers=False,  # the app applies them itself (web/guard.py ProxyHeaders), X-Forwarded-Host included
+        proxy_headers=False,  # the app applies them itself (web/middleware/access.py ProxyHeaders), X-Forwarded-Host included
         log_level=log_level,
         ws="websockets-sansio",  # awaits the socket draining: a stalled client backs up only its own outbox
         ws_per_message_deflate=PER_MESSAGE_DEFLATE,

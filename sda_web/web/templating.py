@@ -67,7 +67,7 @@ def fmt_loss(value: float | None) -> str:
 
 
 def make_templates(router: Router, root_path: str, versions=None) -> Jinja2Templates:
-    """`versions` (wire.AssetVersions): static URLs carry their content hash, so browsers may keep them."""
+    """`versions` (static_files.AssetVersions): static URLs carry their content hash, so browsers may keep them."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=jinja2.select_autoescape(("html", "xml", "svg")),
@@ -82,7 +82,7 @@ def make_templates(router: Router, root_path: str, versions=None) -> Jinja2Templ
         return url("static", path=path) + (versions.url_query(path) if versions else "")
 
     env.globals.update(url=url, static=static, root_path=root_path)
-    from .imports import fmt_size
+    from .uploads import fmt_size
 
     env.filters.update(size=fmt_size, duration=fmt_duration, num=fmt_number, loss=fmt_loss, lr=fmt_lr, basename=lambda p: Path(str(p)).name)
     return Jinja2Templates(env=env)

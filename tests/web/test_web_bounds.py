@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from conftest_web import HX, ScriptedRunner, make_dataset
 from sda_web.audio.io import AudioRejected, inspect_audio
 from sda_web.web.app import create_app
-from sda_web.web.imports import UploadLimits
+from sda_web.web.uploads import UploadLimits
 
 pytestmark = pytest.mark.timeout(120)
 FORM = {"preset": "balanced", "epochs": "5", "learning_rate": "0.001", "dropout": "0.1",

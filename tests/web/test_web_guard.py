@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from conftest_web import ScriptedRunner, make_dataset
-from sda_web.web import guard
+from sda_web.web.middleware import access as guard
 from sda_web.web.app import create_app
 
 pytestmark = pytest.mark.timeout(60)

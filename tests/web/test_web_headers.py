@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 from conftest_web import HX, free_port, first_answer, launch, stop
 from generation_helpers import copy_of_trained
 from sda_web.library import SoundRequest, generate_sounds, list_models, list_sounds
-from sda_web.web import security, wire
+from sda_web.web.middleware import compression, security_headers as security
+from sda_web.web import static_files
 from sda_web.web.app import create_app
 
 pytestmark = pytest.mark.timeout(120)
@@ -214,7 +215,7 @@ def test_audio_ranges_small_and_refused_encodings_are_left_alone(client, data):
     download = client.get(f"/library/sounds/{sound.sound_id}/download?format=flac", headers=GZIP)
     assert download.status_code == 200 and "content-encoding" not in download.headers
     tiny = client.post("/train/cancel", headers={**GZIP, **HX})  # a one-line notice
-    assert len(tiny.content) < wire.MIN_COMPRESS_BYTES and "content-encoding" not in tiny.headers
+    assert len(tiny.content) < compression.MIN_COMPRESS_BYTES and "content-encoding" not in tiny.headers
     for refused in ("gzip;q=0", "br", "identity, *;q=0", "deflate"):
         r = client.get("/data", headers={"Accept-Encoding": refused})
         assert "content-encoding" not in r.headers, refused
@@ -227,9 +228,9 @@ def test_the_websocket_is_never_compressed(client):
 
 
 def test_accepts_gzip_reads_qualities():
-    assert wire.accepts_gzip("gzip, deflate, br") and wire.accepts_gzip("GZIP;q=0.5") and wire.accepts_gzip("*")
+    assert compression.accepts_gzip("gzip, deflate, br") and compression.accepts_gzip("GZIP;q=0.5") and compression.accepts_gzip("*")
     for header in ("", "identity", "gzip;q=0", "gzip; q=0.0", "*;q=0", "gzip;q=x", "br, *;q=0"):
-        assert not wire.accepts_gzip(header), header
+        assert not compression.accepts_gzip(header), header
 
 
 # ---- caching -------------------------------------------------------------------
@@ -259,7 +260,7 @@ def test_an_edited_asset_gets_a_new_url(tmp_path):
     (tmp_path / "css").mkdir()
     file = tmp_path / "css" / "app.css"
     file.write_text("body { color: red }")
-    versions = wire.AssetVersions(tmp_path)
+    versions = static_files.AssetVersions(tmp_path)
     before = versions.url_query("css/app.css")
     assert before == "?v=" + hashlib.sha256(b"body { color: red }").hexdigest()[:12]
     file.write_text("body { color: blue; }")

@@ -17,7 +17,7 @@ from conftest_web import HX, first_answer, free_port, launch, stop
 from generation_helpers import copy_of_trained
 from sda_web.library import list_models, list_sounds, list_sources
 from sda_web.web.app import create_app
-from sda_web.web.imports import UploadLimits
+from sda_web.web.uploads import UploadLimits
 
 pytestmark = [pytest.mark.trains, pytest.mark.timeout(240)]
 

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from conftest_web import HX, ScriptedRunner, first_answer, free_port, launch, wait_import
 from sda_web.web.app import create_app
-from sda_web.web.imports import UploadLimits, fmt_size
+from sda_web.web.uploads import UploadLimits, fmt_size
 
 pytestmark = pytest.mark.timeout(90)
 RATE = 24000

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.responses import HTMLResponse, Response
 
-from . import security
+from . import security_headers as security
 
 TOKEN_PARAM = "token"
 MIN_TOKEN_CHARS = 8

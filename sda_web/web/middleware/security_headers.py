@@ -12,7 +12,7 @@
   see none), Cross-Origin-Opener-Policy and -Resource-Policy: same-origin (no
   other site holds a handle on our window or embeds our sounds and pictures).
 
-A response that sets one of these itself keeps its own (guard.deny's plain
+A response that sets one of these itself keeps its own (access.deny's plain
 pages allow their one inline <style> by its hash; the token redirect sends no
 Referer at all).
 """
