@@ -87,7 +87,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from bench.sound_quality import log_spectral_distance
+    from bench._sound_metrics import lsd as log_spectral_distance  # the sound benches' full-band LSD
     from sda_web.audio.features import MelSpec, log_features
     from sda_web.audio.inverse import features_to_wave
     from sda_web.generation.analysis import load_analysis
@@ -101,7 +101,8 @@ def main() -> None:
         source = f"trained model {args.run}"
     else:
         model, analysis = default_model("cpu"), None
-        source = "default-size models (width 192, latent 64), random weights"
+        default = model.shape
+        source = f"default-size models (width {default.width}, latent {default.latent_dim}), random weights"
     old = default_model("cpu", MelSpec())
     print(f"10 s of audio, 1 CPU thread, {source}; best of {REPEATS}")
 
@@ -109,7 +110,7 @@ def main() -> None:
             ("old 24 kHz mel", old.spec, time_generation(old, None, "cpu"))]
     print(f"\n{'':18}{'rate':>7}{'bands':>6}{'model ms':>10}{'to power ms':>12}{'GL ms':>8}{'total ms':>10}{'x RT':>7}")
     for label, spec, t in rows:
-        print(f"{label:18}{spec.sample_rate:>7}{spec.n_bands:>6}{t['model'] * 1000:>10.1f}{t['mel_inverse'] * 1000:>12.1f}"
+        print(f"{label:18}{spec.sample_rate:>7}{spec.n_bands:>6}{t['model'] * 1000:>10.1f}{t['band_inverse'] * 1000:>12.1f}"
               f"{t['griffin_lim'] * 1000:>8.1f}{t['total'] * 1000:>10.1f}{t['rtf']:>7.1f}")
     print(f"ratio full band / old, total time: {rows[0][2]['total'] / rows[1][2]['total']:.2f} "
           f"(generation uses {GENERATION_GL_ITERS} Griffin-Lim iterations; target >= 10x real time)")
@@ -150,7 +151,7 @@ def main() -> None:
             time_generation(gpu_model, analysis, args.device)  # warm-up (cuFFT plans, kernels)
             gpu = time_generation(gpu_model, analysis, args.device)
             print(f"\nGPU ({torch.cuda.get_device_name()}): model {gpu['model'] * 1000:.1f} ms, band inverse "
-                  f"{gpu['mel_inverse'] * 1000:.1f} ms, Griffin-Lim {gpu['griffin_lim'] * 1000:.1f} ms -> "
+                  f"{gpu['band_inverse'] * 1000:.1f} ms, Griffin-Lim {gpu['griffin_lim'] * 1000:.1f} ms -> "
                   f"{gpu['rtf']:.0f}x real time ({gpu['rtf'] / rows[0][2]['rtf']:.1f}x the CPU)")
     else:
         print("\nGPU: not measured (run with --device cuda on a machine with one).")
