@@ -3,9 +3,10 @@
 Importing it does not import torch; making sounds does, when called.
 """
 from .models import (
-    ImportRefused, ModelBusy, ModelError, ModelInfo, UnknownModel, delete_model, export_file_name, export_model,
-    import_model, list_models, load_model, rename_model, resolve_model,
+    ImportRefused, ModelBusy, ModelError, ModelInfo, UnknownModel, delete_model, list_models, load_model, rename_model,
+    resolve_model,
 )
+from .transfer import export_file_name, export_model, import_model
 from .errors import SoundError, UnknownSound
 from .loaded import loaded_model
 from .packs import download_name, sample_pack, sound_file_name
