@@ -5,6 +5,7 @@ thread, the run folder, checkpoints, previews and events.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+# A step whose loss or gradient is not finite is skipped, not applied (as AMP's GradScaler does):
+# one bad batch must not poison the weights. An epoch that skips more than this share fails.
+MAX_SKIPPED_SHARE = 0.5
+
+
 @dataclass(frozen=True)
 class EpochResult:
     loss: float  # recon + kl_weight_max * kl: comparable across the whole run
@@ -29,6 +35,7 @@ class EpochResult:
     kl: float
     compute_s: float  # time inside forward/backward/optimizer step
     total_s: float
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite (not applied)
 
 
 class Trainer:
@@ -73,6 +80,7 @@ class Trainer:
         started = time.perf_counter()
         compute = 0.0
         sums = torch.zeros(3, device=self.device)
+        counted = skipped = 0
         examples = self.train_bank.random_examples(self.generator)
         batches = self.train_bank.batches(examples, cfg.batch_size, self.generator)
         for step, batch_examples in enumerate(batches, start=1):
@@ -86,19 +94,41 @@ class Trainer:
             loss = self.loss(batch, kl_weight, cfg.free_bits, cfg.prior_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
+            applied = self._step(loss.total)
             compute += time.perf_counter() - t0
-            n = len(batch_examples)
-            sums += torch.stack([loss.recon.detach(), loss.kl.detach(), loss.total.detach()]) * n
+            if applied:
+                n = len(batch_examples)
+                counted += n
+                sums += torch.stack([loss.recon.detach(), loss.kl.detach(), loss.total.detach()]) * n
+            else:
+                skipped += 1
             if on_step is not None:
                 on_step(step)
-        # Checked once per epoch, not per step: a per-step check would force a GPU sync every step.
-        recon_mean, kl_mean, total_mean = (sums / len(examples)).tolist()
+        steps = len(batches)
+        if skipped > MAX_SKIPPED_SHARE * steps or counted == 0:
+            raise TrainingDiverged(
+                f"The loss or its gradient was not finite on {skipped} of {steps} steps of epoch "
+                f"{epoch_index + 1} on {self.device.type.upper()}; lower the learning rate and resume, or start "
+                "again" + (" on the CPU (--device cpu)." if self.device.type != "cpu" else ".")
+            )
+        if skipped:
+            logging.getLogger(__name__).warning("Epoch %d skipped %d of %d steps whose loss or gradient was not finite.",
+                                                epoch_index + 1, skipped, steps)
+        recon_mean, kl_mean, total_mean = (sums / counted).tolist()
         _check_finite(total_mean, epoch_index)
         return EpochResult(recon_mean + cfg.kl_weight_max * kl_mean, recon_mean, kl_mean,
-                           compute, time.perf_counter() - started)
+                           compute, time.perf_counter() - started, skipped)
+
+    def _step(self, total: torch.Tensor) -> bool:
+        """Clip and apply the gradients of `total`, unless it or their norm is not finite (then
+        nothing changes). One host sync a step, which is what it costs to know."""
+        clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if not bool(torch.isfinite(total.detach() + norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            return False
+        self.optimizer.step()
+        return True
 
     @torch.no_grad()
     def validate(self) -> EpochResult | None:
