@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .novelty import ensure_fingerprints
+
 
 def warm_up() -> None:
     """Import what the analysis needs (torch and the models), ahead of the run."""
@@ -20,8 +22,8 @@ def analyse_trained_run(run_dir: Path, device) -> None:
     """Analyse the latent space of a run's best model (the sound controls) and fingerprint its
     training files (how close a new sound is to a copy)."""
     from .controls import analyse_run, run_files  # torch: see the module's docstring
+    # torch only when a sound is made: the server and the Library's pages start without it
     from .loading import load_trained_model
-    from .novelty import ensure_fingerprints
 
     model = load_trained_model(run_dir, "best", device)
     analysis = analyse_run(run_dir, model=model)

@@ -42,6 +42,7 @@ import torch
 
 from ..audio.features import ENERGY_PER_MEAN_SQUARE, FeatureSpec, band_centres_hz, band_energy, log_features
 from ..audio.io import AudioRejected, load_mono
+from ..datasets import DatasetError, load_dataset
 from ..storage import read_json
 from .analysis import FEATURE_UNITS, FEATURES, AnalysisError, Control, LatentAnalysis, load_analysis, save_analysis
 from .loading import TrainedModel, load_trained_model
@@ -67,7 +68,6 @@ def run_files(run_dir: Path) -> list[Path]:
     names = list(record.get("train_files") or []) + list(record.get("val_files") or [])
     if names:
         return [audio_dir / n for n in names if (audio_dir / n).is_file()]
-    from ..datasets import DatasetError, load_dataset
 
     try:
         return load_dataset(data_dir, record.get("dataset", "")).paths(data_dir)

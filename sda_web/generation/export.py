@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..audio.io import resample
 from ..storage import atomic_write_bytes
 
 FORMATS = ("wav", "flac")
@@ -85,7 +86,6 @@ def convert_rate(wave: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Band-limited resampling (torchaudio's polyphase sinc); deterministic."""
     if int(from_rate) == int(to_rate) or len(wave) == 0:
         return np.asarray(wave, dtype=np.float32)
-    from ..audio.io import resample
 
     return resample(np.asarray(wave, dtype=np.float32), int(from_rate), int(to_rate))
 

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio.io import AudioRejected, load_mono
+from ..storage import atomic_write_bytes
+from .settings import GenerationSettings
 
 if TYPE_CHECKING:  # torch only where a fingerprint is made: the Library reads sounds' records without it
     from ..audio.features import FeatureSpec
@@ -99,6 +101,7 @@ def fingerprint(wave, spec: FeatureSpec) -> np.ndarray:
     """The fingerprint of a mono waveform at `spec`'s rate (see the module docstring)."""
     import torch
 
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..audio.features import log_features
 
     frames = max(1, round(FINGERPRINT_SECONDS * spec.sample_rate / spec.hop_length))
@@ -150,8 +153,6 @@ def build_fingerprints(files: list[Path], model) -> Fingerprints:
 def save_fingerprints(run_dir: Path, fingerprints: Fingerprints, epoch: int) -> None:
     import io
 
-    from ..storage import atomic_write_bytes
-
     buffer = io.BytesIO()
     np.savez(buffer, names=np.array(fingerprints.names, dtype=str), prints=fingerprints.prints,
              siblings=fingerprints.siblings, sample_rate=np.array(fingerprints.sample_rate),
@@ -193,7 +194,7 @@ def stored_copy_share(run_dir: Path) -> float | None:
 def survey_copies(model, analysis, fingerprints: Fingerprints) -> float:
     """The share of near copies among SURVEY_VARIATIONS variations at variation 1 of the model's
     default length: what a user gets pressing Generate."""
-    from .settings import GenerationSettings
+    # torch only when a sound is made: the server and the Library's pages start without it
     from .synth import generate_variation
 
     settings = GenerationSettings(seed=0, variations=SURVEY_VARIATIONS, duration_s=model.default_seconds())

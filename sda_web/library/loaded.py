@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import threading
 
+from ..checkpoints import get_best_checkpoint, get_latest_checkpoint
+from ..generation.analysis import AnalysisError
+from ..generation.novelty import ensure_fingerprints
+from ..training.devices import torch_threads
 from .errors import SoundError
 from .models import ModelInfo
+
 
 def use_app_threads() -> None:
     """The CPU thread count changes float rounding in convolutions and matmuls, so every
     generation (web or CLI) runs with the app's one policy (what training uses too)."""
     import torch
-
-    from ..training.devices import torch_threads
 
     if torch.get_num_threads() != torch_threads():
         torch.set_num_threads(torch_threads())
@@ -29,10 +32,9 @@ _cached: dict = {}
 def loaded_model(model: ModelInfo, device: str):
     """(TrainedModel, LatentAnalysis | None) of a library model, on the app's thread policy;
     loaded once and kept until another model (or newer weights) is asked for."""
-    from ..generation.analysis import AnalysisError
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..generation.controls import ensure_analysis
     from ..generation.loading import load_trained_model
-    from ..checkpoints import get_best_checkpoint, get_latest_checkpoint
 
     use_app_threads()
     checkpoint = (get_latest_checkpoint if model.weights == "last" else get_best_checkpoint)(model.run_dir)
@@ -58,8 +60,8 @@ _fingerprint_cache: dict = {}  # (run folder, epoch) -> Fingerprints | None: one
 
 def nearest_training_files(model: ModelInfo, trained, analysis, waves: dict) -> dict:
     """Each wave's nearest training file (empty when the model's files are not here)."""
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..generation.controls import run_files
-    from ..generation.novelty import ensure_fingerprints
 
     key = (str(model.run_dir), trained.epoch, trained.spec.sample_rate)
     with _cache_lock:

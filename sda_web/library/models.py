@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..generation.novelty import stored_copy_share
 from ..generation.settings import default_duration
 from ..storage import atomic_write_json, read_json
-from ..training.runs import RunError, RunInfo, is_segment_run, list_runs, load_run
+from ..training.runs import RunError, RunInfo, delete_run, is_segment_run, list_runs, load_run
 
 MODEL_FILE = "model.json"
 BEST, LAST = "best", "last"  # which of a model's weights generate: best.pt or latest.pt
@@ -63,8 +64,6 @@ class ModelInfo:
     @property
     def copy_share(self) -> float | None:
         """The share of near copies among variations at variation 1, once measured (after training)."""
-        from ..generation.novelty import stored_copy_share
-
         return stored_copy_share(self.run_dir)
 
     @property
@@ -170,8 +169,6 @@ def _write_sidecar(run_dir: Path, **fields) -> None:
 
 def delete_model(data_dir: Path, model_id: str) -> None:
     """Delete a model's whole run folder. Refused while it trains. Sounds made with it are kept."""
-    from ..training.runs import delete_run
-
     model = load_model(data_dir, model_id)
     if model.is_training:
         raise ModelBusy(f"Model {model.name!r} is training right now; cancel the run first, then delete it.")

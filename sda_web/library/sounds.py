@@ -29,14 +29,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from ..generation.export import AudioFormat, waveform_svg
+from ..audio.io import AudioRejected
+from ..generation.analysis import load_analysis
+from ..generation.export import AudioFormat, encode_audio, waveform_svg
 from ..generation.novelty import Nearest
 from ..generation.settings import GENERATION_GL_ITERS, MIN_DURATION_S, Blend, GenerationSettings
 from ..storage import atomic_write_bytes, atomic_write_json, read_json, read_records
 from .errors import SoundError, UnknownSound
 from .loaded import loaded_model, nearest_training_files
 from .models import ModelInfo, resolve_model
-from .sources import SourceError, is_source_id, load_source
+from .sources import SourceError, forget_unused, is_source_id, load_source
 
 SOUNDS_DIR = "sounds"
 SOUND_FILE = "sound.json"
@@ -153,8 +155,6 @@ def validate_request(data_dir: Path, request: SoundRequest) -> tuple[ModelInfo, 
     stored analysis when there is one (else when `render` has made it)."""
     from dataclasses import replace
 
-    from ..generation.analysis import load_analysis
-
     model = resolve_model(data_dir, request.model)
     fmt = request.audio_format  # ExportError for a bad format, bit depth or rate
     sources = request_sources(data_dir, request)  # UnknownSource when one is gone
@@ -204,6 +204,7 @@ class Rendered:
 def render(data_dir: Path, request: SoundRequest, *, device: str = "cpu", progress: Progress | None = None,
            variations: list[int] | None = None) -> Rendered:
     """Make the samples of a request (all its variations, or just `variations`)."""
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..generation.synth import generate_variation
     from ..generation.transform import morph_variation, transform_variation
 
@@ -241,6 +242,7 @@ def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device:
     importer's sentence) when the file cannot be used."""
     from dataclasses import replace
 
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..generation.transform import load_source as load_wave, transform_variation
 
     model, request = validate_request(data_dir, replace(request, source=None, blend=None))
@@ -254,7 +256,7 @@ def transform_file(data_dir: Path, request: SoundRequest, path: Path, *, device:
 
 
 def _source_wave(source, sample_rate: int):
-    from ..audio.io import AudioRejected
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..generation.transform import load_source as load_wave
 
     try:
@@ -267,6 +269,7 @@ def _end_latent(trained, analysis, sources: dict, end: str, sample_rate: int):
     """A blend end's latent: a kept sound encoded, or a dataset file's from the analysis."""
     import numpy as np
 
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..generation.transform import source_latent
 
     if end in sources:
@@ -277,8 +280,6 @@ def _end_latent(trained, analysis, sources: dict, end: str, sample_rate: int):
 def generate_sounds(data_dir: Path, request: SoundRequest, *, device: str = "cpu",
                     progress: Progress | None = None) -> list[Sound]:
     """Make the request's variations and keep each as a sound in the library."""
-    from ..generation.export import encode_audio
-
     fmt = request.audio_format
     made = render(data_dir, request, device=device, progress=progress)
     rate = made.sample_rate
@@ -313,8 +314,6 @@ def regenerate(data_dir: Path, sound_id: str, *, device: str = "cpu"):
 def export_sound(data_dir: Path, sound_id: str, fmt: AudioFormat, *, device: str = "cpu") -> bytes:
     """The sound as a file in another format: made again from its parameters when its model is
     unchanged (no double quantisation), else converted from the stored file."""
-    from ..generation.export import encode_audio
-
     sound = load_sound(data_dir, sound_id)
     if fmt == sound.request.audio_format:
         return sound.audio_path.read_bytes()
@@ -390,8 +389,6 @@ def load_sound(data_dir: Path, sound_id: str) -> Sound:
 
 
 def delete_sound(data_dir: Path, sound_id: str) -> None:
-    from .sources import forget_unused
-
     sound = load_sound(data_dir, sound_id)
     (sound.sound_dir / SOUND_FILE).unlink()  # first: a half-deleted folder is no longer listed
     shutil.rmtree(sound.sound_dir, ignore_errors=True)

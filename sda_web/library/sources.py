@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..audio.io import AudioRejected, inspect_audio
+from ..datasets import DatasetError, load_dataset
 from ..generation.settings import MAX_SOURCE_S
 from ..storage import atomic_write_json, read_json, read_records
 
@@ -117,8 +118,6 @@ def keep_source(data_dir: Path, path: Path, name: str, *, origin: str = "upload"
 
 def keep_dataset_file(data_dir: Path, dataset: str, file_name: str) -> Source:
     """Keep a file of a dataset (by its stored name) as a source."""
-    from ..datasets import DatasetError, load_dataset
-
     try:
         manifest = load_dataset(data_dir, dataset)
     except DatasetError:

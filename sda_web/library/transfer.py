@@ -13,9 +13,12 @@ import re
 import zipfile
 from pathlib import Path
 
+from ..checkpoints import FORMAT_VERSION, get_latest_checkpoint, load_checkpoint, model_state
+from ..generation.analysis import AnalysisError, LatentAnalysis
 from ..storage import atomic_write_bytes, atomic_write_json
-from ..training.runs import MAX_RUN_ID_LENGTH, RUN_ID_PATTERN
-from .models import BEST, LATEST, MAX_NAME_LENGTH, MODEL_FILE, ImportRefused, ModelError, ModelInfo, list_models, load_model
+from ..training.runs import MAX_RUN_ID_LENGTH, RUN_ID_PATTERN, runs_root
+from .models import (BEST, LATEST, MAX_NAME_LENGTH, MODEL_FILE, ImportRefused, ModelError, ModelInfo, list_models,
+                     load_model)
 
 EXPORTS_DIR = "exports"
 _EXPORTED_FILES = ("analysis.json", "config.json", "features.json", "metrics.json", "run.json", MODEL_FILE)
@@ -58,8 +61,6 @@ def import_model(data_dir: Path, zip_path: Path) -> ModelInfo:
     same sounds as where it was trained. Returns the imported model."""
     import shutil
     import tempfile
-
-    from ..training.runs import runs_root
 
     members = _read_export(Path(zip_path))
     payload_info = _check_weights(members["model.pt"])
@@ -157,9 +158,9 @@ def _check_weights(data: bytes) -> dict:
     """Load model.pt safely (weights only: no code runs) into the model it describes."""
     import torch
 
+    # torch only when a sound is made: the server and the Library's pages start without it
     from ..audio.features import checkpoint_spec
     from ..model import build_model
-    from ..checkpoints import FORMAT_VERSION, model_state
 
     damaged = "model.pt in that zip is damaged or not an sda-web model, so nothing was imported."
     try:
@@ -187,8 +188,6 @@ def _check_weights(data: bytes) -> dict:
 def _check_documents(members: dict[str, bytes], weights: dict) -> dict:
     """Every JSON member parsed and of the right shape; analysis.json kept only if it fits the weights."""
     import json
-
-    from ..generation.analysis import AnalysisError, LatentAnalysis
 
     documents: dict = {}
     for name in _EXPORTED_FILES:
@@ -224,8 +223,6 @@ def _check_documents(members: dict[str, bytes], weights: dict) -> dict:
 
 def _import_id(data_dir: Path, record: dict, weights: dict, checkpoint: bytes) -> str:
     """The run id to import under: the original one, or with -imported-N when taken by another model."""
-    from ..training.runs import runs_root
-
     wanted = str(record.get("run_id") or weights.get("run_id") or "")
     if not re.fullmatch(RUN_ID_PATTERN, wanted):
         wanted = "imported-" + _now()[:19].replace(":", "").replace("T", "-")
@@ -278,8 +275,6 @@ def _weights_only_checkpoint(run_dir: Path, which: str = BEST) -> bytes:
     if which == BEST and best.is_file():
         return best.read_bytes()
     import torch
-
-    from ..checkpoints import get_latest_checkpoint, load_checkpoint, model_state
 
     payload = load_checkpoint(get_latest_checkpoint(run_dir))
     slim = {k: v for k, v in payload.items() if k not in ("trainer", "history")}

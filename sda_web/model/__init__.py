@@ -28,6 +28,7 @@ def __getattr__(name: str):
 def build_model(shape_dict: dict):
     """The shape a checkpoint records and an untrained model of it, (shape, model) (a shape
     without a kind is the segment model of earlier runs)."""
+    # torch only when a model is built (PEP 562: `import sda_web.model` stays light)
     from .sound_vae import SoundShape, SoundVAE
     from .vae import ConvVAE, ModelShape
 

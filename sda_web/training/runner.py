@@ -27,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..datasets import DatasetError, dataset_dir, load_dataset
 from ..storage import atomic_write_json, read_json
 from .config import ConfigError, TrainingConfig
 from .events import TrainingCompleteEvent, TrainingEvent
 from .runs import (SEGMENT_MODEL_CANNOT_RESUME, RunError, RunInfo, is_imported, is_segment_run, load_run, mark_live,
                    new_run_id, now_iso, run_dir_for, write_run_record)
-from .session import Session
+from .session import Session, describe_failure, run_session
 from .split import split_by_file
+from .worker import TrainingProcess
 
 Callback = Callable[[TrainingEvent], None]
 
@@ -145,8 +147,6 @@ class TrainingRunner:
     def prewarm(self) -> None:
         """With keep_warm, start the next training process now if none is ready: the
         Train page calls this, so the process has imported torch by the time Train is pressed."""
-        from .worker import TrainingProcess
-
         if not self._lock.acquire(blocking=False):
             return  # a run is being started right now: it needs no spare, and the caller must not wait
         try:
@@ -168,8 +168,6 @@ class TrainingRunner:
             raise RunnerBusy(f"A training run ({self._active_run}) is already active; cancel it or wait for it to finish.")
 
     def _launch(self, session: Session, callback: Callback) -> None:
-        from .worker import TrainingProcess
-
         self._stop.clear()
         finished = self._finished = threading.Event()  # per run: a late set() never marks the next run done
         self._active_run = session.run_id
@@ -194,8 +192,6 @@ class TrainingRunner:
         return (module,) if module else ()
 
     def _take_spare(self):
-        from .worker import TrainingProcess
-
         spare, self._spare = self._spare, None
         if spare is not None and spare.is_usable():
             return spare
@@ -205,8 +201,6 @@ class TrainingRunner:
 
     def _run_here(self, session: Session, emit: Callback, finished: threading.Event) -> None:
         """In-process mode: the run on this thread."""
-        from .session import describe_failure, run_session
-
         try:
             done = run_session(session, self._stop, emit, self.epoch_timings.append)
         except BaseException as exc:  # run_session reports its own failures; this is a last resort
@@ -215,8 +209,6 @@ class TrainingRunner:
         self._finish(session, done, emit, finished)
 
     def _finish(self, session: Session, done: TrainingCompleteEvent, emit: Callback, finished: threading.Event) -> None:
-        from .worker import TrainingProcess
-
         mark_live(session.run_id, False)
         with self._lock:
             self._process = None
@@ -250,8 +242,6 @@ class ResumePlan:
 
 def plan_new_run(data_dir: Path, dataset: str, config: TrainingConfig, start_from: str | None = None) -> NewRunPlan:
     """Everything a new run needs, or the one sentence that says why it cannot start."""
-    from ..datasets import DatasetError, load_dataset
-
     config = config.validated()
     base_dir = None
     if start_from:
@@ -264,8 +254,6 @@ def plan_new_run(data_dir: Path, dataset: str, config: TrainingConfig, start_fro
 
 def plan_resume(data_dir: Path, run_id: str, epochs: int | None = None) -> ResumePlan:
     """Everything resuming `run_id` needs (to `epochs`, else its own target), or why it cannot."""
-    from ..datasets import DatasetError, dataset_dir
-
     info = load_run(data_dir, run_id)
     if is_imported(info.run_dir):
         raise RunError(IMPORTED_CANNOT_RESUME)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..checkpoints import CheckpointError
+from ..datasets import DatasetError
 from .config import ConfigError, TrainingConfig
 from .events import TrainingCompleteEvent, TrainingEvent
 from .runs import RunError, now_iso, write_progress, write_run_record
@@ -45,6 +47,7 @@ def run_session(session: Session, stop: threading.Event, emit: Emit, on_timing: 
     """Train `session` until done, cancelled (`stop` set) or failed; record the outcome in run.json.
 
     `emit` must never raise (the runner wraps listeners); `on_timing` gets each epoch's timings."""
+    # torch only in the training process, never in the server that imports this module
     from .data import FeaturesCancelled
 
     outcome = _Outcome(session.config.epochs)
@@ -82,8 +85,7 @@ class _Outcome:
 
 
 def describe_failure(exc: BaseException) -> str:
-    from ..datasets import DatasetError
-    from ..checkpoints import CheckpointError
+    # torch only in the training process, never in the server that imports this module
     from .trainer import TrainingDiverged
 
     if isinstance(exc, (TrainingDiverged, CheckpointError, ConfigError, DatasetError, RunError)):

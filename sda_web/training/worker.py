@@ -39,7 +39,7 @@ from typing import Callable
 
 from .events import EpochMetrics, TrainingCompleteEvent, TrainingEvent
 from .runs import now_iso, write_run_record
-from .session import Session
+from .session import Session, run_session
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds sda_web/
 
@@ -242,8 +242,6 @@ def _warm_up(modules: tuple[str, ...] = ()) -> None:
 
 
 def child_main(control_fd: int, events_fd: int, parent_pid: int, warm_imports: tuple[str, ...] = ()) -> int:
-    from .session import run_session
-
     _die_with_parent(parent_pid)
     control = os.fdopen(control_fd, "rb")
     events = os.fdopen(events_fd, "wb")

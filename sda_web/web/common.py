@@ -7,6 +7,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from .input_checks import BadInput
+
 
 def spawn(app: Starlette, coro) -> None:
     """Run `coro` in the background, holding a reference until it is done."""
@@ -71,8 +73,6 @@ def _error(request: Request, heading: str, message: str, status: int) -> HTMLRes
 
 
 def error_handlers() -> dict:
-    from .input_checks import BadInput
-
     return {400: not_found, 404: not_found, 405: not_found, 413: not_found, BadInput: bad_input}
 
 

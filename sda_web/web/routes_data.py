@@ -8,12 +8,14 @@ import shutil
 from starlette.requests import Request
 from starlette.routing import Route
 
+from ..audio.demo import write_demo_sounds
 from ..datasets import DatasetError, delete_dataset, import_files, import_folder, list_datasets, sanitize_name
 from ..datasets.manifest import MAX_NAME_LENGTH
-from .input_checks import query_text, read_form
 from .common import is_htmx, redirect, render
-from .uploads import UploadError, new_upload_dir, receive_upload
+from .input_checks import query_text, read_form
+from .routes_train import refresh_idle_view
 from .selection import current_dataset, store_selection
+from .uploads import UploadError, new_upload_dir, receive_upload
 
 DEMO_NAME = "demo"
 DEFAULT_NAME = "my-sounds"
@@ -136,8 +138,6 @@ async def data_upload(request: Request):
 
 
 async def data_demo(request: Request):
-    from ..audio.demo import write_demo_sounds
-
     app = request.app
     data_dir = app.state.data_dir
     dest = await asyncio.to_thread(new_upload_dir, data_dir)
@@ -179,8 +179,6 @@ async def _datasets_response(request: Request, message: str | None = None, kind:
 
 
 async def data_select(request: Request):
-    from .routes_train import refresh_idle_view
-
     form = await read_form(request)
     name = form.get("name", "")[:200]
     if not name:
@@ -229,8 +227,6 @@ def _in_use(app, name: str) -> str | None:
 
 
 async def data_delete(request: Request):
-    from .routes_train import refresh_idle_view
-
     app = request.app
     name = await _existing_name(request)
     if name is None:

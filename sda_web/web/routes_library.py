@@ -26,12 +26,13 @@ from ..generation.export import AudioFormat, ExportError
 from ..library import ModelBusy, ModelError, ModelInfo, UnknownModel, list_models, list_sounds
 from ..library.models import MAX_NAME_LENGTH, choose_weights
 from ..library.sounds import BATCH_PATTERN
-from .input_checks import query_choice, query_text, read_form
 from .common import is_htmx, render, url
 from .generate_form import BIT_DEPTHS, FORMATS, RATES, signed
 from .generation_slot import generation_slot
+from .input_checks import BadInput, query_choice, query_text, read_form
 from .routes_generate import MODEL_ID_PATTERN
 from .sound_cards import Batch, batches, format_label, when
+from .uploads import UploadError, new_upload_dir, receive_upload
 
 MAX_BATCHES_SHOWN = 100
 DONE_MESSAGES = {
@@ -127,8 +128,6 @@ async def _load_model(request: Request) -> ModelInfo:
 
 async def model_import(request: Request):
     """Upload an exported model (bounded like every upload), import it in a worker thread."""
-    from .uploads import UploadError, new_upload_dir, receive_upload
-
     app = request.app
     data_dir = app.state.data_dir
     dest = await asyncio.to_thread(new_upload_dir, data_dir)
@@ -300,8 +299,6 @@ def _download_format(request: Request, sound) -> AudioFormat:
     try:
         return AudioFormat.parse(fmt, bits, rate or stored.rate)
     except ExportError as exc:  # unreachable with the choices above; kept for safety
-        from .input_checks import BadInput
-
         raise BadInput(str(exc)) from None
 
 

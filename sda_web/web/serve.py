@@ -18,6 +18,7 @@ PER_MESSAGE_DEFLATE = False
 
 def resolve_token(host: str, token: str | None = None) -> tuple[str | None, bool]:
     """(token, generated): --token, else $SDA_TOKEN, else a new one unless bound to loopback only."""
+    # the web stack only when serving: `sda` parses its arguments without it
     from .middleware.access import check_token, is_loopback, new_token
 
     token = (token or os.environ.get("SDA_TOKEN") or "").strip() or None
@@ -30,6 +31,7 @@ def resolve_token(host: str, token: str | None = None) -> tuple[str | None, bool
 
 def resolve_allowed_origins(given: list[str] | None = None) -> frozenset[str]:
     """--allowed-origin (repeatable), else $SDA_ALLOWED_ORIGINS; ValueError (a sentence) for a malformed one."""
+    # the web stack only when serving: `sda` parses its arguments without it
     from .middleware.access import normalise_origins, parse_origin_list
 
     return normalise_origins(given or parse_origin_list(os.environ.get("SDA_ALLOWED_ORIGINS")))
@@ -72,6 +74,7 @@ def serve(
     host the browser used."""
     import uvicorn
 
+    # the web stack only when serving: `sda` parses its arguments without it
     from ..storage import resolve_data_dir
     from .app import create_app
     from .uploads import UploadLimits

@@ -14,6 +14,8 @@ import jinja2
 from starlette.routing import Router
 from starlette.templating import Jinja2Templates
 
+from .uploads import fmt_size
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO_ROOT / "templates"
 STATIC_DIR = REPO_ROOT / "static"
@@ -82,7 +84,6 @@ def make_templates(router: Router, root_path: str, versions=None) -> Jinja2Templ
         return url("static", path=path) + (versions.url_query(path) if versions else "")
 
     env.globals.update(url=url, static=static, root_path=root_path)
-    from .uploads import fmt_size
 
     env.filters.update(size=fmt_size, duration=fmt_duration, num=fmt_number, loss=fmt_loss, lr=fmt_lr, basename=lambda p: Path(str(p)).name)
     return Jinja2Templates(env=env)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from starlette.requests import Request
 
-from ..datasets import RejectedFile
+from ..datasets import DatasetError, RejectedFile
 
 UPLOADS_DIR = ".uploads"
 MAX_FILES = 1000
@@ -308,8 +308,6 @@ class ImportJobs:
         return job
 
     async def _run(self, job, work, cleanup, on_done) -> None:
-        from ..datasets import DatasetError
-
         try:
             manifest = await asyncio.to_thread(work, job)
             job.manifest = manifest
