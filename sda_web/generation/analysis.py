@@ -15,7 +15,7 @@ from ..storage import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 ANALYSIS_FILE = "analysis.json"
-ANALYSIS_VERSION = 2  # 2: labels measured on the decoded sound
+ANALYSIS_VERSION = 3  # 2: labels measured on the decoded sound; 3: a control per feature the data and decoder agree on
 FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack")
 FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s"}
 # A slider's effect is told on a scale a musician reads: octaves for pitch, dB for flatness.
@@ -32,7 +32,7 @@ class Control:
     """One slider: a signed unit direction in latent space, in std units of its scores."""
     label: str  # "brightness", ..., or "texture 1"
     feature: str | None  # the feature it was named after (None for texture)
-    component: int  # PCA component index (0 = most variance)
+    component: int  # PCA component index (0 = most variance); -1 for a feature's own direction
     explained: float  # share of the latent variance along it
     correlation: float  # Spearman rho of slider value vs the feature of the decoded sound (mean over starts)
     std: float  # standard deviation of the dataset's scores along it

@@ -19,12 +19,23 @@ on the decoded log spectrum:
   pitch       frequency of the strongest band (energy-weighted, in octaves)
   attack      positive spectral flux: how much and how often energy rises (dB/s)
 
-A component takes a feature's name only where the response is monotone:
-Spearman rho >= 0.9 between slider value and feature, averaged over the
-starting points; pairs strongest first, each feature once, otherwise it stays
-"texture N". Signs are flipped so that "+" raises the feature, and the mean
-change per +1 is kept in human units ("+1 ≈ +3.1 dB"). A slider value is in
-standard deviations of the component's scores, 0 = dataset mean, range +-3.
+Before the components, each feature gets a direction of its own, so that the
+controls a musician reaches for first do not depend on what PCA happened to
+find (on one CPU a tiny model's components got brightness, on another none): the
+direction along which the encoded sounds covary with the feature (an attribute
+vector). It becomes a slider named after the feature where the decoder agrees:
+swept like a component, the decoded sound's feature rises with Spearman rho >=
+0.9 from at least half the starting points and on average; in the order
+brightness, loudness, pitch, attack, noisiness, and never within a cosine of
+0.9 of one kept already.
+
+Then a component takes the name of a feature not yet taken only where the
+response is monotone: Spearman rho >= 0.9 between slider value and feature,
+averaged over the starting points; pairs strongest first, each feature once,
+otherwise it stays "texture N". Signs are flipped so that "+" raises the
+feature, and the mean change per +1 is kept in human units ("+1 ≈ +3.1 dB"). A
+slider value is in standard deviations of the dataset's scores along the
+direction, 0 = dataset mean, range +-3; at most 8 sliders in all.
 
 The result is plain data (`LatentAnalysis`), stored as analysis.json in the run
 folder next to the checkpoints it was computed from.
@@ -35,7 +46,7 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -51,6 +62,10 @@ from .segments import window
 MIN_EXPLAINED = 0.05  # a component must explain at least this share of the variance...
 MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
 MIN_MONOTONE_RHO = 0.9  # a component is named only if the decoded sound's feature follows it this monotonically
+# Features that get a direction of their own, in the order they are kept (what a musician reaches
+# for first); a direction within MAX_SHARED_COSINE of one kept already is left out.
+ATTRIBUTE_ORDER = ("brightness", "loudness", "pitch", "attack", "noisiness")
+MAX_SHARED_COSINE = 0.9
 ENCODE_BATCH = 64
 MAX_SEGMENTS_PER_FILE = 32  # evenly spaced: a 10-minute file does not outweigh (or outlast) the rest
 FEW_FILES = 16  # a whole-sound model of fewer files also takes later windows of them as points
@@ -134,7 +149,9 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
     own = [latents[i][0] if model.whole_sounds else latents[i].mean(dim=0) for i in range(len(names))]
     file_means = [own[i] for i in sorted(range(len(names)), key=lambda i: names[i])]
     starts = sweep_starts(mean, basis, basis_std, file_means)
-    controls = _label_controls(model, mean, basis, basis_std, explained, starts)
+    attributes = _attribute_controls(model, z - mean, features, starts)
+    controls = attributes + _label_controls(model, mean, basis, basis_std, explained, starts,
+                                            taken={c.feature for c in attributes}, room=MAX_CONTROLS - len(attributes))
     file_latents = {name: tuple(own[i].tolist()) for i, name in enumerate(names)}
     summary = {k: {"unit": FEATURE_UNITS[k], "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
                for k, v in features.items()}
@@ -201,19 +218,68 @@ def _pca(centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return vh[keep], variance[keep].sqrt(), explained[keep]
 
 
+def _attribute_controls(model: TrainedModel, centred: torch.Tensor, features: dict[str, torch.Tensor],
+                        starts: torch.Tensor) -> list[Control]:
+    """A slider per feature that the encoded data and the decoder agree on, whatever PCA found.
+
+    For each feature, the direction along which the dataset's latents covary with it (the
+    covariance of the centred latents with the feature: an attribute vector, like the difference
+    of the mean latents of its high and low sounds, and on the data's own spread, not off it). It
+    becomes a control only where sweeping it through the decoder moves that feature of the decoded
+    sound up: Spearman rho >= MIN_MONOTONE_RHO from at least half the starting points (the median)
+    and for the response averaged over them; in ATTRIBUTE_ORDER. Its unit is the standard
+    deviation of the dataset's scores along it."""
+    if centred.shape[0] < 3:
+        return []
+    candidates = []
+    total_variance = centred.square().sum(dim=1).mean()
+    for name in ATTRIBUTE_ORDER:
+        values = _effect_scale(name, features[name].double())
+        spread = values - values.mean()
+        covariance = (centred * spread[:, None]).mean(dim=0)
+        norm = float(covariance.norm())
+        if not math.isfinite(norm) or norm <= 0 or float(spread.abs().max()) == 0:
+            continue
+        direction = covariance / norm
+        scores = centred @ direction
+        std = float(scores.std())
+        if std > 0:
+            candidates.append((name, direction, std, float(scores.square().mean() / total_variance)))
+    if not candidates:
+        return []
+    directions = torch.stack([c[1] for c in candidates])
+    stds = torch.tensor([c[2] for c in candidates], dtype=torch.float64)
+    sweep = _sweep_through_decoder(model, directions, stds, starts)
+    rho, slope = sweep.rho, sweep.slope
+    controls = []
+    for k, (name, direction, std, explained) in enumerate(candidates):
+        f = FEATURES.index(name)
+        if any(abs(float(direction @ torch.tensor(c.direction, dtype=direction.dtype))) > MAX_SHARED_COSINE
+               for c in controls):
+            continue  # nearly the direction of a control already kept: one slider, not two
+        # Monotone from most starting points and on average: a few odd starts do not hide a slider
+        # that works, and a slider that works nowhere in particular is not named.
+        if min(float(sweep.rho_median[k, f]), float(sweep.curve_rho[k, f])) >= MIN_MONOTONE_RHO and float(rho[k, f]) > 0:
+            controls.append(Control(label=name, feature=name, component=-1, explained=explained,
+                                    correlation=float(rho[k, f]), std=std, feature_per_std=float(slope[k, f]),
+                                    direction=tuple(direction.tolist())))
+    return controls
+
+
 def _label_controls(model: TrainedModel, mean: torch.Tensor, basis, basis_std, explained,
-                    starts: torch.Tensor) -> list[Control]:
-    """Sliders for the leading components, each named by what it does to the *decoded* sound."""
+                    starts: torch.Tensor, taken: set = frozenset(), room: int = MAX_CONTROLS) -> list[Control]:
+    """Sliders for the leading components (at most `room`), each named by what it does to the
+    *decoded* sound, among the features no attribute control has `taken`."""
     count = int((explained >= MIN_EXPLAINED).sum())
-    count = min(max(count, MIN_CONTROLS), MAX_CONTROLS, len(explained))
+    count = min(max(count, MIN_CONTROLS), MAX_CONTROLS, len(explained), max(0, room))
     if count == 0:
         return []
-    rho, slope = _sweep_through_decoder(model, basis[:count], basis_std[:count], starts)
+    rho, slope = _sweep_through_decoder(model, basis[:count], basis_std[:count], starts)[:2]
 
     # Strongest (component, feature) pairs first; each component and each feature used once.
     assigned: dict[int, str] = {}
     pairs = sorted(((abs(float(rho[c, f])), c, f) for c in range(count) for f in range(len(FEATURES))), reverse=True)
-    used = set()
+    used = {FEATURES.index(name) for name in taken}
     for strength, c, f in pairs:
         if strength < MIN_MONOTONE_RHO:
             break
@@ -258,13 +324,21 @@ def sweep_starts(mean: torch.Tensor, basis: torch.Tensor, basis_std: torch.Tenso
     return torch.cat([torch.stack([file_means[i] for i in picks]), generated])
 
 
+class Sweep(NamedTuple):
+    """How each feature of the decoded sound follows each direction, all (directions, features)."""
+    rho: torch.Tensor  # Spearman rho of slider value vs feature, the mean over starting points
+    slope: torch.Tensor  # mean change of the feature per +1 (EFFECT_UNITS' scale)
+    rho_median: torch.Tensor  # the median over starting points
+    curve_rho: torch.Tensor  # of the response averaged over starting points
+
+
 @torch.no_grad()
 def _sweep_through_decoder(model: TrainedModel, basis: torch.Tensor, basis_std: torch.Tensor,
-                           starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rho, slope), each (components, features): the Spearman rho between the slider value and
-    each feature of the decoded sound, averaged over starting points, and the mean change of the
-    feature per +1 (on EFFECT_UNITS' scale). The decoder's log spectrum is what the inverse turns
-    into sound (its ceiling is 1-3 dB), so no Griffin-Lim is needed to measure it."""
+                           starts: torch.Tensor) -> Sweep:
+    """Each direction swept from each start through SWEEP, decoded and measured: the Spearman
+    rho between the slider value and each feature of the decoded sound, and the mean change of the
+    feature per +1. The decoder's log spectrum is what the inverse turns into sound (its ceiling is
+    1-3 dB), so no Griffin-Lim is needed to measure it."""
     values = torch.tensor(SWEEP, dtype=torch.float64)
     steps = (basis[:, None, :] * basis_std[:, None, None]) * values[None, :, None]  # (c, v, latent)
     z = starts[None, :, None, :] + steps[:, None, :, :]  # (c, starts, v, latent)
@@ -272,13 +346,15 @@ def _sweep_through_decoder(model: TrainedModel, basis: torch.Tensor, basis_std: 
     decoded = torch.cat([model.decode_segments(chunk) for chunk in flat.split(ENCODE_BATCH)])
     measured = segment_features(decoded, model.spec)
     rho = torch.zeros(len(basis), len(FEATURES), dtype=torch.float64)
-    slope = torch.zeros_like(rho)
+    slope, rho_median, curve_rho = torch.zeros_like(rho), torch.zeros_like(rho), torch.zeros_like(rho)
     for f, name in enumerate(FEATURES):
         feature = _effect_scale(name, measured[name]).reshape(z.shape[:3])  # (c, starts, v)
-        rho[:, f] = _spearman_with_sweep(feature).mean(dim=1)
+        per_start = _spearman_with_sweep(feature)
+        rho[:, f], rho_median[:, f] = per_start.mean(dim=1), per_start.median(dim=1).values
+        curve_rho[:, f] = _spearman_with_sweep(feature.mean(dim=1))
         centred = values - values.mean()
         slope[:, f] = ((feature - feature.mean(dim=2, keepdim=True)) * centred).sum(dim=2).mean(dim=1) / centred.square().sum()
-    return rho, slope
+    return Sweep(rho, slope, rho_median, curve_rho)
 
 
 def _spearman_with_sweep(feature: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from ..audio.io import AudioRejected, inspect_audio
 from ..datasets import DatasetError, load_dataset
@@ -127,6 +128,15 @@ def keep_dataset_file(data_dir: Path, dataset: str, file_name: str) -> Source:
         raise SourceError(f"{file_name!r} is not a sound of the dataset {dataset!r}.")
     return keep_source(data_dir, manifest.audio_dir(data_dir) / file_name, file_name, origin="dataset",
                        dataset=dataset)
+
+
+def source_for(data_dir: Path, ref: str, dataset: Callable[[], str]) -> str:
+    """The kept source a form's "start from" names: a source id as it is, else a file of the
+    model's dataset (`dataset()` gives its name, looked up only then), kept now. SourceError or
+    AudioRejected when it cannot be used."""
+    if is_source_id(ref):
+        return ref
+    return keep_dataset_file(data_dir, dataset(), ref).source_id
 
 
 def load_source(data_dir: Path, source_id: str) -> Source:

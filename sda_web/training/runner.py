@@ -35,7 +35,6 @@ from .runs import (SEGMENT_MODEL_CANNOT_RESUME, RunError, RunInfo, is_imported, 
                    new_run_id, now_iso, run_dir_for, write_run_record)
 from .session import Session, describe_failure, run_session
 from .split import split_by_file
-from .worker import TrainingProcess
 
 Callback = Callable[[TrainingEvent], None]
 
@@ -62,6 +61,8 @@ class TrainingRunner:
         `after_training(run_dir, device)`: run in the training process once a run has trained
         (`generation.after_training.analyse_trained_run` makes the sound controls); a module-level
         function, so that it can travel there."""
+        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
+
         self.data_dir = Path(data_dir)
         self.after_training = after_training
         self.in_process = in_process
@@ -147,6 +148,8 @@ class TrainingRunner:
     def prewarm(self) -> None:
         """With keep_warm, start the next training process now if none is ready: the
         Train page calls this, so the process has imported torch by the time Train is pressed."""
+        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
+
         if not self._lock.acquire(blocking=False):
             return  # a run is being started right now: it needs no spare, and the caller must not wait
         try:
@@ -168,6 +171,8 @@ class TrainingRunner:
             raise RunnerBusy(f"A training run ({self._active_run}) is already active; cancel it or wait for it to finish.")
 
     def _launch(self, session: Session, callback: Callback) -> None:
+        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
+
         self._stop.clear()
         finished = self._finished = threading.Event()  # per run: a late set() never marks the next run done
         self._active_run = session.run_id
@@ -192,6 +197,8 @@ class TrainingRunner:
         return (module,) if module else ()
 
     def _take_spare(self):
+        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
+
         spare, self._spare = self._spare, None
         if spare is not None and spare.is_usable():
             return spare
@@ -209,6 +216,8 @@ class TrainingRunner:
         self._finish(session, done, emit, finished)
 
     def _finish(self, session: Session, done: TrainingCompleteEvent, emit: Callback, finished: threading.Event) -> None:
+        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
+
         mark_live(session.run_id, False)
         with self._lock:
             self._process = None

@@ -107,7 +107,7 @@ class Trainer:
         steps = len(batches)
         if skipped > MAX_SKIPPED_SHARE * steps or counted == 0:
             raise TrainingDiverged(
-                f"The loss or its gradient was not finite on {skipped} of {steps} steps of epoch "
+                f"The loss or its gradient became NaN or infinite on {skipped} of {steps} steps of epoch "
                 f"{epoch_index + 1} on {self.device.type.upper()}; lower the learning rate and resume, or start "
                 "again" + (" on the CPU (--device cpu)." if self.device.type != "cpu" else ".")
             )

@@ -31,7 +31,7 @@ from ..datasets import DatasetError, list_datasets, load_dataset
 from ..generation.analysis import LatentAnalysis, load_analysis
 from ..generation.settings import MAX_SOURCE_S, MAX_VARIATIONS
 from ..library import ModelInfo, Source, SourceError, UnknownModel, UnknownSound, list_models, load_sound
-from ..library.sources import is_source_id, keep_dataset_file, keep_source, list_sources, load_source
+from ..library.sources import is_source_id, keep_source, list_sources, load_source, source_for
 from ..library.sounds import BATCH_PATTERN
 from ..training.runs import RUN_ID_PATTERN
 from .input_checks import query_text, read_form
@@ -218,12 +218,9 @@ def keep_starts(data_dir: Path, form: GenerateForm, files: dict) -> None:
         if form.start == "average":  # a file was given: that is where the sound should start
             form.start = "sound" if target == "source" else "morph"
     if form.start == "sound" and form.source:
-        if is_source_id(form.source):
-            form.source_id = form.source
-            return
         try:
-            model = library.resolve_model(data_dir, form.model_id)
-            form.source_id = keep_dataset_file(data_dir, model.dataset, form.source).source_id
+            model_dataset = lambda: library.resolve_model(data_dir, form.model_id).dataset  # noqa: E731
+            form.source_id = source_for(data_dir, form.source, model_dataset)
         except AudioRejected as exc:
             raise FormError("source", f"{form.source}: {exc.reason}") from None
         except SourceError as exc:
