@@ -9,7 +9,12 @@ feature is averaged over the 8 seeds. Printed beside it: the rho the analysis
 measured on the decoder's output when it named the control, and the effect it
 promises ("+1 ≈ ...") next to the effect measured on the generated sounds.
 A named control should show rho >= 0.9 on generated sounds; "texture N" ones
-show, for reference, the feature that moved most monotonically.
+show, for reference, the feature that moved most monotonically. Also printed: the
+range over -2..+2 (centroid in octaves, RMS level in dB, decay as a ratio, pitch in
+semitones) and the crosstalk, the largest |rho| of another core feature (brightness,
+loudness, decay, pitch). The descriptors are the analysis's own, on the generated
+waveforms' band features: centroid of the band energies, RMS level, the time until the
+energy stays 40 dB below its peak, the energy-weighted frequency of the strongest band.
 
     python bench/control_labels.py                       # demo, Millo_MultiLayered2
     python bench/control_labels.py --kits demo ForzeeStereo --epochs 60
@@ -58,12 +63,12 @@ def generated_features(model, analysis, label: str, value: float):
     from sda_web.audio.features import log_features
     from sda_web.generation import synth
     from sda_web.generation.analysis import FEATURES
-    from sda_web.generation.controls import _effect_scale, segment_features
+    from sda_web.audio.descriptors import effect_scale, segment_features
 
     waves = synth.generate(model, analysis, seed=11, variations=SEEDS, duration_s=1.0, controls={label: value})
     feats = torch.stack([log_features(torch.from_numpy(w), model.spec) for w in waves])
     measured = segment_features(feats, model.spec)
-    return {name: _effect_scale(name, measured[name]) for name in FEATURES}
+    return {name: effect_scale(name, measured[name]) for name in FEATURES}
 
 
 def main() -> None:
@@ -85,15 +90,38 @@ def main() -> None:
             print(f"== {kit}", flush=True)
             run_dir = train(tmp / "data", kit_folder(kit, tmp), args.epochs)
             model, analysis = load_trained_model(run_dir), load_analysis(run_dir)
-            print(f"  {'control':12}{'feature':12}{'rho decoder':>12}{'rho generated':>14}   {'promised':22}{'measured':>22}")
+            print(f"  {'control':12}{'feature':12}{'rho decoder':>12}{'rho generated':>14}   {'promised':22}"
+                  f"{'measured':>22}{'range -2..+2':>16}  crosstalk (largest |rho| of another core feature)")
             for control in analysis.controls:
                 sweep = [generated_features(model, analysis, control.label, v) for v in SWEEP]
                 rho = {f: float(_spearman_with_sweep(torch.stack([s[f] for s in sweep], dim=1)).mean()) for f in FEATURES}
                 feature = control.feature or max(rho, key=lambda f: abs(rho[f]))
                 slope = float(sum((v * sweep[i][feature].mean()) for i, v in enumerate(SWEEP)) / sum(v * v for v in SWEEP))
                 measured = f"+1 ≈ {_human(slope)} {EFFECT_UNITS[feature]}"
+                others = {f: abs(rho[f]) for f in CORE if f != feature}
+                cross = max(others, key=others.get)
                 print(f"  {control.label:12}{feature:12}{control.correlation if control.feature else float('nan'):>12.2f}"
-                      f"{rho[feature]:>14.2f}   {control.effect or '(texture)':22}{measured:>22}", flush=True)
+                      f"{rho[feature]:>14.2f}   {control.effect or '(texture)':22}{measured:>22}"
+                      f"{span(feature, sweep[0][feature].mean(), sweep[-1][feature].mean()):>16}  "
+                      f"{cross} {others[cross]:.2f}", flush=True)
+
+
+CORE = ("brightness", "loudness", "decay", "pitch")  # issue 15's core controls
+
+
+def span(feature: str, low, high) -> str:
+    """The change from -2 to +2 in the issue's units (means over the seeds, on EFFECT_UNITS' scale)."""
+    low, high = float(low), float(high)
+    if feature == "brightness":
+        import math
+        return f"{math.log2(max(high, 1.0) / max(low, 1.0)):+.2f} oct"
+    if feature == "loudness":
+        return f"{high - low:+.1f} dB"
+    if feature == "decay":  # log2 seconds
+        return f"x{2 ** (high - low):.2f}"
+    if feature == "pitch":  # octaves
+        return f"{12 * (high - low):+.1f} st"
+    return f"{high - low:+.2g}"
 
 
 if __name__ == "__main__":

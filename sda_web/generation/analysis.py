@@ -15,12 +15,17 @@ from ..storage import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 ANALYSIS_FILE = "analysis.json"
-ANALYSIS_VERSION = 3  # 2: labels measured on the decoded sound; 3: a control per feature the data and decoder agree on
-FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack")
-FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s"}
-# A slider's effect is told on a scale a musician reads: octaves for pitch, dB for flatness.
-EFFECT_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "dB flatness", "pitch": "octave", "attack": "dB/s"}
+ANALYSIS_VERSION = 3  # 2: labels measured on the decoded sound; 3: a control per feature the data and decoder
+# agree on, and decay
+FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack", "decay")
+FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s",
+                 "decay": "s"}
+# A slider's effect is told on a scale a musician reads: octaves for pitch, dB for flatness, and a
+# ratio for decay (measured in octaves of duration, told as "1.5x longer").
+EFFECT_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "dB flatness", "pitch": "octave", "attack": "dB/s",
+                "decay": "x longer"}
 SLIDER_RANGE = 3.0  # sliders span +-3 standard deviations of the component's scores
+CORE_FEATURES = ("brightness", "loudness", "decay", "pitch")  # what every musician reaches for first
 
 
 class AnalysisError(ValueError):
@@ -50,6 +55,8 @@ class Control:
         """What +1 on the slider does to the generated sound, in human units ("+1 ≈ +3.1 dB")."""
         if not self.feature or self.feature_per_std is None:
             return None
+        if self.feature == "decay":  # octaves of duration per +1: "+1 ≈ 1.5x longer"
+            return f"+1 ≈ {2 ** self.feature_per_std:.2g}x longer"
         return f"+1 ≈ {_human(self.feature_per_std)} {self.unit}"
 
 
@@ -82,6 +89,21 @@ class LatentAnalysis:
     @property
     def labels(self) -> list[str]:
         return [c.label for c in self.controls]
+
+    @property
+    def missing_core(self) -> list[str]:
+        """The core features this model has no slider for."""
+        named = {c.feature for c in self.controls}
+        return [f for f in CORE_FEATURES if f not in named]
+
+    def missing_sentence(self) -> str | None:
+        """One sentence for the sliders that are not there, or None when every core one is."""
+        missing = self.missing_core
+        if not missing:
+            return None
+        names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " or " + missing[-1]
+        return (f"No {names} slider: moving {'it' if len(missing) == 1 else 'them'} through this model did not "
+                "change its sounds steadily, so a slider would do little or the wrong thing.")
 
     @property
     def files(self) -> list[str]:

@@ -11,13 +11,15 @@ at most 8) become sliders. Each is named by what it does to the sound the
 *decoder* makes, since that is what a musician hears: from the mean latents of
 up to 8 of the dataset's files, the component is swept through -2..+2 (its
 score's standard deviations), every point decoded, and these features measured
-on the decoded log spectrum:
+on the decoded log spectrum (`audio/descriptors.py`):
 
   brightness  spectral centroid (Hz) of the band energies
   loudness    RMS level (dB) from the band energies
   noisiness   spectral flatness of the band power (energy-weighted over frames)
   pitch       frequency of the strongest band (energy-weighted, in octaves)
   attack      positive spectral flux: how much and how often energy rises (dB/s)
+  decay       time from the top of the sound until the energy stays 40 dB below its
+              peak (s; a segment that does not get there counts its length from the top)
 
 Before the components, each feature gets a direction of its own, so that the
 controls a musician reaches for first do not depend on what PCA happened to
@@ -26,11 +28,12 @@ direction along which the encoded sounds covary with the feature (an attribute
 vector). It becomes a slider named after the feature where the decoder agrees:
 swept like a component, the decoded sound's feature rises with Spearman rho >=
 0.9 from at least half the starting points and on average; in the order
-brightness, loudness, pitch, attack, noisiness, and never within a cosine of
-0.9 of one kept already.
+brightness, loudness, decay, pitch, attack, noisiness, and never within a
+cosine of 0.9 of one kept already.
 
-Then a component takes the name of a feature not yet taken only where the
-response is monotone: Spearman rho >= 0.9 between slider value and feature,
+Then the PCA of what those directions leave (the texture sliders span the rest
+of the variety): a component takes the name of a feature not yet taken only
+where the response is monotone: Spearman rho >= 0.9 between slider value and feature,
 averaged over the starting points; pairs strongest first, each feature once,
 otherwise it stays "texture N". Signs are flipped so that "+" raises the
 feature, and the mean change per +1 is kept in human units ("+1 ≈ +3.1 dB"). A
@@ -51,7 +54,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from ..audio.features import ENERGY_PER_MEAN_SQUARE, FeatureSpec, band_centres_hz, band_energy, log_features
+from ..audio.descriptors import effect_scale, segment_features
+from ..audio.features import FeatureSpec, log_features
 from ..audio.io import AudioRejected, load_mono
 from ..datasets import DatasetError, load_dataset
 from ..storage import read_json
@@ -64,7 +68,7 @@ MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
 MIN_MONOTONE_RHO = 0.9  # a component is named only if the decoded sound's feature follows it this monotonically
 # Features that get a direction of their own, in the order they are kept (what a musician reaches
 # for first); a direction within MAX_SHARED_COSINE of one kept already is left out.
-ATTRIBUTE_ORDER = ("brightness", "loudness", "pitch", "attack", "noisiness")
+ATTRIBUTE_ORDER = ("brightness", "loudness", "decay", "pitch", "attack", "noisiness")
 MAX_SHARED_COSINE = 0.9
 ENCODE_BATCH = 64
 MAX_SEGMENTS_PER_FILE = 32  # evenly spaced: a 10-minute file does not outweigh (or outlast) the rest
@@ -150,7 +154,12 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
     file_means = [own[i] for i in sorted(range(len(names)), key=lambda i: names[i])]
     starts = sweep_starts(mean, basis, basis_std, file_means)
     attributes = _attribute_controls(model, z - mean, features, starts)
-    controls = attributes + _label_controls(model, mean, basis, basis_std, explained, starts,
+    # The texture sliders span the variety the feature sliders leave: the PCA of what is left once
+    # their directions are taken out (its shares still of the whole variance). The stored basis
+    # stays the PCA of everything: variations are drawn from the dataset's whole spread.
+    rest, rest_std, rest_explained = _pca(_without(z - mean, [c.direction for c in attributes]))
+    rest_explained = rest_explained * float(rest_std.square().sum() / basis_std.square().sum().clamp(min=1e-30))
+    controls = attributes + _label_controls(model, mean, rest, rest_std, rest_explained, starts,
                                             taken={c.feature for c in attributes}, room=MAX_CONTROLS - len(attributes))
     file_latents = {name: tuple(own[i].tolist()) for i, name in enumerate(names)}
     summary = {k: {"unit": FEATURE_UNITS[k], "mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
@@ -222,48 +231,75 @@ def _attribute_controls(model: TrainedModel, centred: torch.Tensor, features: di
                         starts: torch.Tensor) -> list[Control]:
     """A slider per feature that the encoded data and the decoder agree on, whatever PCA found.
 
-    For each feature, the direction along which the dataset's latents covary with it (the
-    covariance of the centred latents with the feature: an attribute vector, like the difference
-    of the mean latents of its high and low sounds, and on the data's own spread, not off it). It
-    becomes a control only where sweeping it through the decoder moves that feature of the decoded
-    sound up: Spearman rho >= MIN_MONOTONE_RHO from at least half the starting points (the median)
-    and for the response averaged over them; in ATTRIBUTE_ORDER. Its unit is the standard
-    deviation of the dataset's scores along it."""
+    Candidates for each feature: the latent dimension training kept in its order (a model trained
+    with the attribute term), then the direction along which the dataset's latents covary with it
+    (an attribute vector, like the difference of the mean latents of its high and low sounds, on
+    the data's own spread, not off it). The first that the decoder bears out becomes the control:
+    swept through the decoder, that feature of the decoded sound rises with Spearman rho >=
+    MIN_MONOTONE_RHO from at least half the starting points (the median) and for the response
+    averaged over them. Features in ATTRIBUTE_ORDER; unit: the standard deviation of the
+    dataset's scores along the direction."""
     if centred.shape[0] < 3:
         return []
-    candidates = []
-    total_variance = centred.square().sum(dim=1).mean()
-    for name in ATTRIBUTE_ORDER:
-        values = _effect_scale(name, features[name].double())
-        spread = values - values.mean()
-        covariance = (centred * spread[:, None]).mean(dim=0)
-        norm = float(covariance.norm())
-        if not math.isfinite(norm) or norm <= 0 or float(spread.abs().max()) == 0:
-            continue
-        direction = covariance / norm
-        scores = centred @ direction
-        std = float(scores.std())
-        if std > 0:
-            candidates.append((name, direction, std, float(scores.square().mean() / total_variance)))
+    candidates = _attribute_candidates(model, centred, features)
     if not candidates:
         return []
-    directions = torch.stack([c[1] for c in candidates])
-    stds = torch.tensor([c[2] for c in candidates], dtype=torch.float64)
-    sweep = _sweep_through_decoder(model, directions, stds, starts)
-    rho, slope = sweep.rho, sweep.slope
+    sweep = _sweep_through_decoder(model, torch.stack([c[1] for c in candidates]),
+                                   torch.tensor([c[2] for c in candidates], dtype=torch.float64), starts)
     controls = []
     for k, (name, direction, std, explained) in enumerate(candidates):
         f = FEATURES.index(name)
+        if any(c.feature == name for c in controls):
+            continue  # its trained dimension was borne out already
         if any(abs(float(direction @ torch.tensor(c.direction, dtype=direction.dtype))) > MAX_SHARED_COSINE
                for c in controls):
             continue  # nearly the direction of a control already kept: one slider, not two
         # Monotone from most starting points and on average: a few odd starts do not hide a slider
         # that works, and a slider that works nowhere in particular is not named.
-        if min(float(sweep.rho_median[k, f]), float(sweep.curve_rho[k, f])) >= MIN_MONOTONE_RHO and float(rho[k, f]) > 0:
+        if min(float(sweep.rho_median[k, f]), float(sweep.curve_rho[k, f])) >= MIN_MONOTONE_RHO and float(sweep.rho[k, f]) > 0:
             controls.append(Control(label=name, feature=name, component=-1, explained=explained,
-                                    correlation=float(rho[k, f]), std=std, feature_per_std=float(slope[k, f]),
-                                    direction=tuple(direction.tolist())))
+                                    correlation=float(sweep.rho[k, f]), std=std,
+                                    feature_per_std=float(sweep.slope[k, f]), direction=tuple(direction.tolist())))
     return controls
+
+
+def _attribute_candidates(model: TrainedModel, centred: torch.Tensor, features: dict[str, torch.Tensor]) -> list:
+    """(feature, unit direction, score std, share of the variance) to try, in ATTRIBUTE_ORDER."""
+    total_variance = centred.square().sum(dim=1).mean()
+    trained = tuple(getattr(model.shape, "attribute_dims", ()))  # dimensions trained to follow a feature
+    candidates = []
+    for name in ATTRIBUTE_ORDER:
+        spread = effect_scale(name, features[name].double())
+        spread = spread - spread.mean()
+        covariance = (centred * spread[:, None]).mean(dim=0)
+        norm = float(covariance.norm())
+        if not math.isfinite(norm) or norm <= 0:
+            continue
+        directions = [covariance / norm]
+        if name in trained:  # its own dimension first, signed as the data says
+            own = torch.zeros_like(covariance)
+            own[trained.index(name)] = 1.0 if float(covariance[trained.index(name)]) >= 0 else -1.0
+            directions.insert(0, own)
+        for direction in directions:
+            scores = centred @ direction
+            if float(scores.std()) > 0:
+                candidates.append((name, direction, float(scores.std()), float(scores.square().mean() / total_variance)))
+    return candidates
+
+
+def _without(centred: torch.Tensor, directions: list[tuple[float, ...]]) -> torch.Tensor:
+    """The centred latents with their components along `directions` removed (Gram-Schmidt)."""
+    rest = centred.clone()
+    kept: list[torch.Tensor] = []
+    for d in directions:
+        u = torch.tensor(d, dtype=centred.dtype)
+        for k in kept:
+            u = u - (u @ k) * k
+        if float(u.norm()) > 1e-9:
+            u = u / u.norm()
+            kept.append(u)
+            rest = rest - (rest @ u)[:, None] * u[None, :]
+    return rest
 
 
 def _label_controls(model: TrainedModel, mean: torch.Tensor, basis, basis_std, explained,
@@ -348,7 +384,7 @@ def _sweep_through_decoder(model: TrainedModel, basis: torch.Tensor, basis_std: 
     rho = torch.zeros(len(basis), len(FEATURES), dtype=torch.float64)
     slope, rho_median, curve_rho = torch.zeros_like(rho), torch.zeros_like(rho), torch.zeros_like(rho)
     for f, name in enumerate(FEATURES):
-        feature = _effect_scale(name, measured[name]).reshape(z.shape[:3])  # (c, starts, v)
+        feature = effect_scale(name, measured[name]).reshape(z.shape[:3])  # (c, starts, v)
         per_start = _spearman_with_sweep(feature)
         rho[:, f], rho_median[:, f] = per_start.mean(dim=1), per_start.median(dim=1).values
         curve_rho[:, f] = _spearman_with_sweep(feature.mean(dim=1))
@@ -367,37 +403,3 @@ def _spearman_with_sweep(feature: torch.Tensor) -> torch.Tensor:
     y = ranks - ranks.mean(dim=-1, keepdim=True)
     denom = (x.square().sum() * y.square().sum(dim=-1)).sqrt()
     return torch.where(denom > 0, (x * y).sum(dim=-1) / denom.clamp(min=1e-30), torch.zeros_like(denom))
-
-
-def _effect_scale(name: str, values: torch.Tensor) -> torch.Tensor:
-    """Features on the scale their effect is told in: octaves for pitch, dB for flatness."""
-    if name == "pitch":
-        return torch.log2(values.clamp(min=1.0))
-    if name == "noisiness":
-        return 10 * torch.log10(values.clamp(min=1e-6))
-    return values
-
-
-# -- audio features from log features ---------------------------------------
-
-def segment_features(log_feats: torch.Tensor, spec: FeatureSpec) -> dict[str, torch.Tensor]:
-    """Audio features of each (n_bands, frames) log-feature segment in a batch (n, n_bands, frames)."""
-    centres = band_centres_hz(spec)
-    lm = log_feats.double()
-    density = lm.exp()  # power density per band
-    band_power = band_energy(log_feats, spec)  # (n, bands, frames): each band's share of the frame's power
-    frame_energy = band_power.sum(dim=1)  # (n, frames)
-    total = frame_energy.sum(dim=1).clamp(min=1e-30)
-    frame_weight = frame_energy / total[:, None]
-
-    brightness = (band_power * centres[None, :, None]).sum(dim=(1, 2)) / total
-    rms_power = frame_energy.mean(dim=1) / ENERGY_PER_MEAN_SQUARE
-    loudness = 10 * torch.log10(rms_power.clamp(min=1e-12))
-    flatness_per_frame = lm.mean(dim=1).exp() / density.mean(dim=1).clamp(min=1e-30)
-    noisiness = (flatness_per_frame * frame_weight).sum(dim=1)
-    peak_octave = torch.log2(centres[density.argmax(dim=1)].clamp(min=1.0))  # (n, frames)
-    pitch = torch.exp2((peak_octave * frame_weight).sum(dim=1))
-    rise_db = (lm[:, :, 1:] - lm[:, :, :-1]).clamp(min=0).mean(dim=1) * (10 / math.log(10))  # (n, frames - 1)
-    seconds = log_feats.shape[-1] * spec.hop_length / spec.sample_rate
-    attack = rise_db.sum(dim=1) / seconds
-    return {"brightness": brightness, "loudness": loudness, "noisiness": noisiness, "pitch": pitch, "attack": attack}

@@ -69,3 +69,18 @@ def sound_vae_loss(recon: torch.Tensor, target: torch.Tensor, global_stats, loca
     if prior_recon is not None and prior_weight > 0:
         total = total + prior_weight * F.mse_loss(prior_recon, target if prior_target is None else prior_target)
     return VAELoss(total, rec, kl_true)
+
+
+def attribute_loss(z: torch.Tensor, attributes: torch.Tensor, sharpness: float,
+                   keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Attribute regularisation (Pati and Lerch, 2021): latent dimension k of every pair of sounds
+    in the batch is pushed to be ordered as their attribute k is, mean over pairs of
+    |tanh(sharpness * (z_ik - z_jk)) - sign(a_ik - a_jk)|. `z` (batch, k), `attributes` (batch, k);
+    `keep` (batch,) bool: only pairs of kept rows count (a mask, not an index: no host sync)."""
+    dz = z[:, None, :] - z[None, :, :]
+    da = attributes[:, None, :] - attributes[None, :, :]
+    error = (torch.tanh(sharpness * dz) - torch.sign(da)).abs()
+    if keep is None:
+        return error.mean()
+    pairs = (keep[:, None] & keep[None, :]).to(error.dtype)[..., None]
+    return (error * pairs).sum() / (pairs.sum() * z.shape[1]).clamp(min=1.0)

@@ -38,6 +38,9 @@ from torch.nn import functional as F
 from .lengths import STRIDE
 
 TIME_CONSTANTS_S = (0.01, 0.04, 0.15, 0.5, 1.5, 4.5)
+# Descriptors the first global latent dimensions are trained to keep in order (Pati and Lerch's
+# attribute regularisation), in this order: dimension 0 is brightness, 1 loudness, ...
+ATTRIBUTES = ("brightness", "loudness", "decay", "pitch")
 LOGVAR_RANGE = (-12.0, 8.0)
 PRIOR_LOGVAR_RANGE = (-8.0, 2.0)
 
@@ -51,6 +54,7 @@ class SoundShape:
     width: int  # channels at half rate; a quarter rate uses 3/2 of it
     dropout: float
     frame_seconds: float  # hop / sample rate: turns frame indices into time since onset
+    attribute_dims: tuple[str, ...] = ()  # ATTRIBUTES the first dimensions were trained to follow (none before)
 
     kind = "sound"
 
@@ -59,7 +63,9 @@ class SoundShape:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SoundShape":
-        return cls(**{k: v for k, v in data.items() if k != "kind"})
+        fields = {k: v for k, v in data.items() if k != "kind"}
+        fields["attribute_dims"] = tuple(fields.get("attribute_dims", ()))
+        return cls(**fields)
 
 
 class TrainingPass(NamedTuple):

@@ -49,6 +49,8 @@ class TrainingConfig:
     width: int = 96  # channels at half the frame rate (a quarter rate uses 1.5x)
     prior_weight: float = 0.5  # weight of the reconstruction from the global latent alone (how new sounds are made)
     spectral_weight: float = 0.3  # weight of the linear-magnitude term (spectral convergence) in the reconstruction
+    attribute_weight: float = 0.1  # weight of the term that keeps the first latent dimensions in order of brightness, loudness, decay, pitch
+    attribute_sharpness: float = 10.0  # how sharply that term tells two sounds apart (tanh of sharpness x difference)
     segment_seconds: float = 1.5  # a sound's head (what the global latent sees), the longest training window
     augment: bool = True
     augment_gain_db: float = 6.0  # random gain within +/- this many dB
@@ -76,6 +78,8 @@ class TrainingConfig:
         _check_int(self.width, "Width", 4, 512)
         _check_float(self.prior_weight, "Prior reconstruction weight", 0.0, 100.0)
         _check_float(self.spectral_weight, "Spectral loss weight", 0.0, 100.0)
+        _check_float(self.attribute_weight, "Attribute weight", 0.0, 100.0)
+        _check_float(self.attribute_sharpness, "Attribute sharpness", 0.01, 1000.0)
         _check_float(self.segment_seconds, "Segment length", 0.1, 10.0)
         _check_float(self.augment_gain_db, "Augmentation gain", 0.0, 24.0)
         _check_int(self.augment_band_shift, "Augmentation band shift", 0, 16)

@@ -14,7 +14,9 @@ import torch
 
 from ..audio.features import FeatureSpec, log_features
 from ..audio.io import load_mono
+from ..audio.descriptors import effect_scale, segment_features
 from ..model.lengths import STRIDE, head_steps, sound_length
+from ..model.sound_vae import ATTRIBUTES
 from ..model.stats import FeatureStats
 
 
@@ -52,6 +54,7 @@ class Batch:
     head_steps: torch.Tensor  # (batch,) local-latent steps of each sound's head
     heads: torch.Tensor | None  # (k, n_bands, head frames): heads of the windows not at offset 0
     head_index: torch.Tensor | None  # (k,) which windows those are
+    attributes: torch.Tensor | None = None  # (batch, len(ATTRIBUTES)) of each window's sound (its head)
 
     def __len__(self) -> int:
         return self.windows.shape[0]
@@ -76,6 +79,7 @@ class SoundBank:
         self.lengths = [sound_length(f.shape[1]) for f in feats]
         self.head_steps = torch.tensor([head_steps(n, frames) for n in self.lengths], dtype=torch.long)
         self.per_file = [max(1, round(n / frames)) if n > frames else 1 for n in self.lengths]
+        self.attributes = head_attributes(feats, spec, frames).to(device)
 
     @property
     def file_count(self) -> int:
@@ -141,7 +145,22 @@ class SoundBank:
             heads = torch.stack([self.window(examples[k].file, 0, self.frames) for k in later])
             head_index = torch.tensor(later, dtype=torch.long)
         return Batch(windows, offsets.to(self.device), head_steps.to(self.device), heads,
-                     head_index.to(self.device) if head_index is not None else None)
+                     head_index.to(self.device) if head_index is not None else None,
+                     self.attributes[[e.file for e in examples]])
+
+
+def head_attributes(feats: list[torch.Tensor], spec: FeatureSpec, frames: int) -> torch.Tensor:
+    """(files, len(ATTRIBUTES)) descriptors of each sound's head (its first `frames` frames, silence
+    after its end), on the scale their effect is told in: what the regularised latent dimensions
+    keep in order. Float32; computed once, in chunks (a 500-file set is not one tensor)."""
+    floor = math.log(spec.log_floor)
+    rows = []
+    for start in range(0, len(feats), 64):
+        heads = torch.stack([torch.cat([f[:, :frames], torch.full((f.shape[0], max(0, frames - f.shape[1])), floor)], 1)
+                             for f in feats[start:start + 64]])
+        measured = segment_features(heads, spec)
+        rows.append(torch.stack([effect_scale(name, measured[name]) for name in ATTRIBUTES], dim=1))
+    return torch.cat(rows).float() if rows else torch.zeros(0, len(ATTRIBUTES))
 
 
 def augment(batch: torch.Tensor, gain_db: float, band_shift: int, silence: float, std: float,
@@ -156,11 +175,15 @@ def augment_batch(batch: Batch, gain_db: float, band_shift: int, silence: float,
     """`augment` on a batch's windows, and the very same gain and shift on their heads."""
     gain, shift = draw_augmentation(len(batch), gain_db, band_shift, generator)
     windows = apply_augmentation(batch.windows, gain, shift, silence, std)
+    attributes = batch.attributes
+    if attributes is not None:  # a gain of g dB makes the sound g dB louder
+        attributes = attributes.clone()
+        attributes[:, ATTRIBUTES.index("loudness")] += gain.to(attributes)
     heads = batch.heads
     if heads is not None:
         pick = batch.head_index.cpu()
         heads = apply_augmentation(heads, gain[pick], shift[pick], silence, std)
-    return Batch(windows, batch.offsets, batch.head_steps, heads, batch.head_index)
+    return Batch(windows, batch.offsets, batch.head_steps, heads, batch.head_index, attributes)
 
 
 def draw_augmentation(count: int, gain_db: float, band_shift: int, generator: torch.Generator

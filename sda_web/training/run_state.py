@@ -15,6 +15,7 @@ from ..audio.features import checkpoint_spec, default_spec
 from ..model import SoundShape
 from .. import checkpoints as ckpt
 from ..model.lengths import head_frames
+from ..model.sound_vae import ATTRIBUTES
 from ..model.stats import FeatureStats
 from ..storage import atomic_write_json
 from .data import SoundBank, compute_log_features, feature_stats
@@ -48,7 +49,8 @@ class RunState:
                               frames, self.device) if session.val_files else None)
         self.shape = SoundShape(n_bands=self.spec.n_bands, frames=frames, latent_dim=cfg.latent_dim,
                                 local_dim=cfg.local_dim, width=cfg.width, dropout=cfg.dropout,
-                                frame_seconds=self.spec.hop_length / self.spec.sample_rate)
+                                frame_seconds=self.spec.hop_length / self.spec.sample_rate,
+                                attribute_dims=ATTRIBUTES[:cfg.latent_dim] if cfg.attribute_weight > 0 else ())
         self.trainer = Trainer(cfg, self.shape, train_bank, val_bank, self.stats.std, self.device)
         if base is not None:
             self.trainer.model.load_state_dict(ckpt.model_state(base))

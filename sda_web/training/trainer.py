@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from ..model import SoundShape, SoundVAE, sound_vae_loss
+from ..model.losses import attribute_loss
 from .config import TrainingConfig
 from .data import Batch, SoundBank, augment_batch
 from .schedule import LRPlan, kl_ramp_epochs, kl_weight_at
@@ -65,8 +66,16 @@ class Trainer:
         out = self.model(batch.windows, batch.offsets, batch.head_steps, batch.heads, batch.head_index,
                          with_prior_decode=prior_weight > 0)
         prior_target = batch.windows[out.prior_starts] if out.prior_recon is not None else None
-        return sound_vae_loss(out.recon, batch.windows, out.global_stats, out.local_stats, kl_weight, free_bits,
+        loss = sound_vae_loss(out.recon, batch.windows, out.global_stats, out.local_stats, kl_weight, free_bits,
                               out.prior_recon, prior_weight, prior_target, cfg.spectral_weight, self.std)
+        dims = len(self.model.shape.attribute_dims)
+        if dims and self.model.training and batch.attributes is not None:
+            # Only the windows that start their sound: the others' global latent comes from a head
+            # encoded without gradients.
+            ordered = attribute_loss(out.global_stats[0][:, :dims], batch.attributes[:, :dims],
+                                     cfg.attribute_sharpness, keep=batch.offsets == 0)
+            loss = loss._replace(total=loss.total + cfg.attribute_weight * ordered)
+        return loss
 
     def train_epoch(self, epoch_index: int, on_step: Callable[[int], None] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> EpochResult | None:

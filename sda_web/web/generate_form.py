@@ -23,7 +23,8 @@ BIT_DEPTHS = (("16", "16-bit"), ("24", "24-bit"))
 RATES = (("model", "model rate"), ("44100", "44.1 kHz"), ("48000", "48 kHz"))
 # What moving a named slider down / up does, in words (texture sliders have no name for it).
 CONTROL_ENDS = {"brightness": ("darker", "brighter"), "loudness": ("quieter", "louder"),
-                "noisiness": ("purer", "noisier"), "pitch": ("lower", "higher"), "attack": ("softer", "sharper")}
+                "noisiness": ("purer", "noisier"), "pitch": ("lower", "higher"), "attack": ("softer", "sharper"),
+                "decay": ("shorter", "longer")}
 MAX_FIELD_CHARS = 100
 STARTS = ("average", "sound", "morph")  # where a new sound starts: the dataset's average, one sound, two
 # File inputs of the form (multipart): each puts a kept sound into the field of the same name minus "_file".

@@ -13,7 +13,8 @@ import torch
 from generation_helpers import copy_of_trained, seam_jump_ratio, spectral_centroid
 from sda_web.generation import synth
 from sda_web.generation.analysis import AnalysisError, LatentAnalysis, load_analysis
-from sda_web.generation.controls import analyse_run, run_files, segment_features
+from sda_web.audio.descriptors import segment_features
+from sda_web.generation.controls import analyse_run, run_files
 from sda_web.generation.export import AudioFormat, ExportError, encode_audio, waveform_svg
 from sda_web.generation.loading import load_trained_model
 from sda_web.generation.settings import GenerationError, GenerationSettings
@@ -82,7 +83,8 @@ def test_features_move_the_way_their_names_say():
     rng = np.random.default_rng(0)
     low, high = np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 3000 * t)
     waves = {"low": 0.5 * low, "high": 0.5 * high, "quiet": 0.05 * low, "noise": 0.3 * rng.standard_normal(24000),
-             "hits": 0.5 * low * (np.sin(2 * np.pi * 4 * t) > 0.9)}
+             "hits": 0.5 * low * (np.sin(2 * np.pi * 4 * t) > 0.9),
+             "click": 0.5 * low * np.exp(-t / 0.01), "ring": 0.5 * low * np.exp(-t / 0.05)}
     mels = torch.stack([log_features(torch.tensor(w, dtype=torch.float32), spec)[:, :40] for w in waves.values()])
     f = {k: dict(zip(waves, v.tolist())) for k, v in segment_features(mels, spec).items()}
     assert f["brightness"]["high"] > 4 * f["brightness"]["low"]
@@ -91,6 +93,10 @@ def test_features_move_the_way_their_names_say():
     assert f["loudness"]["low"] == pytest.approx(10 * np.log10(0.5**2 / 2), abs=1.5)  # RMS of a 0.5 sine
     assert f["noisiness"]["noise"] > 20 * f["noisiness"]["low"]
     assert f["attack"]["hits"] > 5 * f["attack"]["low"]
+    # 40 dB down after 4.6 time constants: 46 ms and 230 ms, seen through an 85-ms window at a 21-ms
+    # frame rate; a steady tone rings for the whole 40 frames from its start
+    assert f["decay"]["click"] < 0.11 and f["decay"]["ring"] == pytest.approx(0.23, abs=0.05)
+    assert f["decay"]["low"] == pytest.approx(40 * spec.hop_length / spec.sample_rate)
 
 
 # -- generation -------------------------------------------------------------
@@ -302,4 +308,24 @@ def test_a_controls_effect_reads_in_human_units():
     assert effect("brightness", 421.0) == "+1 ≈ +420 Hz"
     assert effect("pitch", 0.3012) == "+1 ≈ +0.30 octave"
     assert effect("attack", -12.4) == "+1 ≈ -12 dB/s"
+    assert effect("decay", 0.585) == "+1 ≈ 1.5x longer"  # octaves of duration, told as a ratio
     assert effect(None, None) is None
+
+
+def test_the_core_sliders_a_model_lacks_are_named_in_one_sentence(analysis):
+    from dataclasses import replace
+
+    from sda_web.generation.analysis import Control
+
+    def having(*features):
+        controls = [Control(label=f or "texture 1", feature=f, component=-1, explained=0.1, correlation=0.9, std=1.0,
+                            feature_per_std=1.0, direction=(1.0,)) for f in features]
+        return replace(analysis, controls=tuple(controls))
+
+    assert having(None).missing_core == ["brightness", "loudness", "decay", "pitch"]
+    assert having(None).missing_sentence() == ("No brightness, loudness, decay or pitch slider: moving them through "
+                                               "this model did not change its sounds steadily, so a slider would do "
+                                               "little or the wrong thing.")
+    assert having("brightness", "noisiness").missing_sentence().startswith("No loudness, decay or pitch slider: moving them")
+    assert having("pitch", "brightness", "loudness").missing_sentence().startswith("No decay slider: moving it through")
+    assert having("brightness", "loudness", "decay", "pitch").missing_sentence() is None

@@ -81,6 +81,8 @@ def test_the_form_has_a_labelled_slider_per_sound_control(client, model):
         assert f'name="{field}"' in page
     assert 'formaction="/generate/seed"' in page and ">New seed</button>" in page
     assert "brightness" in analysis.labels
+    if analysis.missing_sentence():  # the core sliders it lacks, in one sentence under the rest
+        assert f'<p class="hint" id="g-missing">{analysis.missing_sentence()}</p>' in page
 
 
 def test_the_form_starts_at_the_length_that_suits_the_models_sounds(client, model):
