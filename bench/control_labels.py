@@ -97,7 +97,8 @@ def main() -> None:
                 rho = {f: float(_spearman_with_sweep(torch.stack([s[f] for s in sweep], dim=1)).mean()) for f in FEATURES}
                 feature = control.feature or max(rho, key=lambda f: abs(rho[f]))
                 slope = float(sum((v * sweep[i][feature].mean()) for i, v in enumerate(SWEEP)) / sum(v * v for v in SWEEP))
-                measured = f"+1 ≈ {_human(slope)} {EFFECT_UNITS[feature]}"
+                measured = (f"+1 ≈ {2 ** slope:.2g}x longer" if feature == "decay"
+                            else f"+1 ≈ {_human(slope)} {EFFECT_UNITS[feature]}")
                 others = {f: abs(rho[f]) for f in CORE if f != feature}
                 cross = max(others, key=others.get)
                 print(f"  {control.label:12}{feature:12}{control.correlation if control.feature else float('nan'):>12.2f}"

@@ -24,10 +24,13 @@ on the decoded log spectrum (`audio/descriptors.py`):
 Before the components, each feature gets a direction of its own, so that the
 controls a musician reaches for first do not depend on what PCA happened to
 find (on one CPU a tiny model's components got brightness, on another none): the
+latent dimension training kept in the feature's order (brightness, loudness,
+decay and pitch: `training` adds Pati and Lerch's attribute term), else the
 direction along which the encoded sounds covary with the feature (an attribute
 vector). It becomes a slider named after the feature where the decoder agrees:
 swept like a component, the decoded sound's feature rises with Spearman rho >=
-0.9 from at least half the starting points and on average; in the order
+0.9 from at least half the starting points and for the averaged response,
+and >= 0.7 on average over them; in the order
 brightness, loudness, decay, pitch, attack, noisiness, and never within a
 cosine of 0.9 of one kept already.
 
@@ -70,6 +73,7 @@ MIN_MONOTONE_RHO = 0.9  # a component is named only if the decoded sound's featu
 # for first); a direction within MAX_SHARED_COSINE of one kept already is left out.
 ATTRIBUTE_ORDER = ("brightness", "loudness", "decay", "pitch", "attack", "noisiness")
 MAX_SHARED_COSINE = 0.9
+MIN_MEAN_RHO = 0.7  # ...and a feature's own direction needs this much on average over the starts too
 ENCODE_BATCH = 64
 MAX_SEGMENTS_PER_FILE = 32  # evenly spaced: a 10-minute file does not outweigh (or outlast) the rest
 FEW_FILES = 16  # a whole-sound model of fewer files also takes later windows of them as points
@@ -237,7 +241,9 @@ def _attribute_controls(model: TrainedModel, centred: torch.Tensor, features: di
     the data's own spread, not off it). The first that the decoder bears out becomes the control:
     swept through the decoder, that feature of the decoded sound rises with Spearman rho >=
     MIN_MONOTONE_RHO from at least half the starting points (the median) and for the response
-    averaged over them. Features in ATTRIBUTE_ORDER; unit: the standard deviation of the
+    averaged over them, and >= MIN_MEAN_RHO on average (a slider named "loudness" that moved the
+    level of a default demo model by 3 dB, rho 0.25 on its generated sounds, had a mean of 0.36).
+    Features in ATTRIBUTE_ORDER; unit: the standard deviation of the
     dataset's scores along the direction."""
     if centred.shape[0] < 3:
         return []
@@ -256,7 +262,8 @@ def _attribute_controls(model: TrainedModel, centred: torch.Tensor, features: di
             continue  # nearly the direction of a control already kept: one slider, not two
         # Monotone from most starting points and on average: a few odd starts do not hide a slider
         # that works, and a slider that works nowhere in particular is not named.
-        if min(float(sweep.rho_median[k, f]), float(sweep.curve_rho[k, f])) >= MIN_MONOTONE_RHO and float(sweep.rho[k, f]) > 0:
+        if (min(float(sweep.rho_median[k, f]), float(sweep.curve_rho[k, f])) >= MIN_MONOTONE_RHO
+                and float(sweep.rho[k, f]) >= MIN_MEAN_RHO):
             controls.append(Control(label=name, feature=name, component=-1, explained=explained,
                                     correlation=float(sweep.rho[k, f]), std=std,
                                     feature_per_std=float(sweep.slope[k, f]), direction=tuple(direction.tolist())))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
+from ..audio.descriptors import effect_scale, segment_features
 from ..audio.features import FeatureSpec, log_features
 from ..audio.io import load_mono
-from ..audio.descriptors import effect_scale, segment_features
 from ..model.lengths import STRIDE, head_steps, sound_length
 from ..model.sound_vae import ATTRIBUTES
 from ..model.stats import FeatureStats

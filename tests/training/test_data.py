@@ -72,7 +72,7 @@ def test_augmentation_shifts_gain_and_bands_but_never_below_silence():
 
 
 def test_a_window_and_its_sounds_head_get_the_same_augmentation():
-    from sda_web.training.data import augment_batch
+    from sda_web.training.data import augment_batch, draw_augmentation
 
     spec = BandSpec()
     long = torch.arange(400.0).expand(spec.n_bands, 400) / 100
@@ -83,3 +83,30 @@ def test_a_window_and_its_sounds_head_get_the_same_augmentation():
     window_gain = (out.windows - batch.windows).mean(dim=(1, 2))
     head_gain = (out.heads - batch.heads).mean(dim=(1, 2))
     assert torch.allclose(window_gain, head_gain, atol=1e-5) and float(window_gain.abs().max()) > 0
+
+
+def test_each_batch_carries_its_sounds_descriptors_and_a_gain_makes_them_louder():
+    from sda_web.audio.features import log_features
+    from sda_web.model.sound_vae import ATTRIBUTES
+    from sda_web.training.data import augment_batch, draw_augmentation
+
+    spec = BandSpec()
+    t = torch.arange(spec.sample_rate // 2) / spec.sample_rate
+    dull = 0.3 * torch.sin(2 * math.pi * 200 * t) * torch.exp(-t / 0.05)
+    bright = 0.3 * torch.sin(2 * math.pi * 4000 * t + 0.3) * torch.exp(-t / 0.2)
+    feats = [log_features(w, spec) for w in (dull, bright)]
+    bank = SoundBank(feats, FeatureStats(-10.0, 5.0), spec, head_frames(spec, 1.0), torch.device("cpu"))
+    brightness, loudness, decay = (ATTRIBUTES.index(n) for n in ("brightness", "loudness", "decay"))
+    assert bank.attributes[1, brightness] > 4 * bank.attributes[0, brightness]  # Hz
+    assert bank.attributes[1, decay] > bank.attributes[0, decay] + 1  # log2 seconds: more than twice as long
+    batch = bank.collate(bank.fixed_examples())
+    assert torch.equal(batch.attributes, bank.attributes[[e.file for e in bank.fixed_examples()]])
+    louder = augment_batch(batch, 6.0, 0, bank.silence, 5.0, torch.Generator().manual_seed(3))
+    gain, _ = draw_augmentation(2, 6.0, 0, torch.Generator().manual_seed(3))  # the same draw
+    moved = louder.attributes - batch.attributes
+    assert torch.allclose(moved[:, loudness], gain.float()) and float(gain.abs().min()) > 0.1
+    # the windows moved by that many dB where they are above the floor
+    top = batch.windows.amax(dim=(1, 2))
+    rose = (louder.windows.amax(dim=(1, 2)) - top) * 5.0 * 10 / math.log(10)
+    assert torch.allclose(rose, gain.float(), atol=1e-3)
+    assert torch.equal(moved[:, brightness], torch.zeros(2))
