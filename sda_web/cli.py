@@ -66,6 +66,9 @@ def _add_train(sub) -> None:
     train.add_argument("--dropout", type=float)
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--kl-weight-max", type=float)
+    train.add_argument("--attribute-weight", type=float,
+                       help="how strongly training keeps latent dimensions in order of brightness, loudness, decay and "
+                            "pitch, which gives those sliders (default 0.1; 0: without)")
     train.add_argument("--seed", type=int)
     train.add_argument("--patience", type=int,
                        help="stop after this many epochs without a new best validation loss "
@@ -182,7 +185,8 @@ def _cmd_train(args) -> int:
     else:
         config = get_adaptive_config(manifest.file_count, args.preset).with_overrides(
             epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-            dropout=args.dropout, weight_decay=args.weight_decay, kl_weight_max=args.kl_weight_max, seed=args.seed,
+            dropout=args.dropout, weight_decay=args.weight_decay, kl_weight_max=args.kl_weight_max,
+            attribute_weight=args.attribute_weight, seed=args.seed,
             patience=args.patience,
         )
         base = None

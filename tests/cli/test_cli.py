@@ -68,6 +68,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     (["train", "{demo}", "--preset", "wild"], "Unknown preset"),
     (["train", "{demo}", "--epochs", "0"], "Max epochs must be between 1"),
     (["train", "{demo}", "--lr", "-1"], "Learning rate must be at least"),
+    (["train", "{demo}", "--attribute-weight", "-0.5"], "Attribute weight must be at least 0.0 and at most 100.0, got -0.5."),
     (["train", "{demo}", "--device", "cuda"], "CUDA was requested but no CUDA GPU is available"),
 ])
 def test_bad_input_is_one_clear_sentence(tmp_path, args, message):
