@@ -219,12 +219,16 @@ def keep_starts(data_dir: Path, form: GenerateForm, files: dict) -> None:
             form.start = "sound" if target == "source" else "morph"
     if form.start == "sound" and form.source:
         try:
-            model_dataset = lambda: library.resolve_model(data_dir, form.model_id).dataset  # noqa: E731
-            form.source_id = source_for(data_dir, form.source, model_dataset)
+            dataset = functools.partial(_model_dataset, data_dir, form.model_id)  # looked up only for a file name
+            form.source_id = source_for(data_dir, form.source, dataset)
         except AudioRejected as exc:
             raise FormError("source", f"{form.source}: {exc.reason}") from None
         except SourceError as exc:
             raise FormError("source", str(exc)) from None
+
+
+def _model_dataset(data_dir: Path, model_id: str) -> str:
+    return library.resolve_model(data_dir, model_id).dataset
 
 
 async def generate_run(request: Request):
