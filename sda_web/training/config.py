@@ -118,6 +118,7 @@ class TrainingConfig:
     def from_dict(cls, data: dict) -> "TrainingConfig":
         known = {f.name for f in fields(cls)}
         data = {RENAMED.get(k, k): v for k, v in data.items()}  # older runs' config.json and checkpoints
+        data.setdefault("attribute_weight", 0.0)  # runs from before the term trained (and resume) without it
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

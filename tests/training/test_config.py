@@ -97,3 +97,13 @@ def test_a_config_written_before_the_band_shift_was_named_so_still_reads():
     old["augment_pitch_bins"] = old.pop("augment_band_shift") - 2  # what runs before the rename recorded
     config = TrainingConfig.from_dict(old)
     assert config.augment_band_shift == 0 and config.epochs == 7
+
+
+def test_runs_from_before_the_attribute_term_resume_without_it():
+    from sda_web.training.config import TrainingConfig
+
+    new = get_adaptive_config(40)
+    assert new.attribute_weight == 0.1  # on for new runs
+    assert TrainingConfig.from_dict(new.to_dict()).attribute_weight == 0.1
+    old = {k: v for k, v in new.to_dict().items() if k != "attribute_weight"}  # a run's config.json of before
+    assert TrainingConfig.from_dict(old).attribute_weight == 0.0
