@@ -22,7 +22,6 @@ def analyse_trained_run(run_dir: Path, device) -> None:
     """Analyse the latent space of a run's best model (the sound controls) and fingerprint its
     training files (how close a new sound is to a copy)."""
     from .controls import analyse_run, run_files  # torch: see the module's docstring
-    # torch only when a sound is made: the server and the Library's pages start without it
     from .loading import load_trained_model
 
     model = load_trained_model(run_dir, "best", device)

@@ -10,16 +10,9 @@ components that explain a meaningful share of the variance (>= 5%, at least 2,
 at most 8) become sliders. Each is named by what it does to the sound the
 *decoder* makes, since that is what a musician hears: from the mean latents of
 up to 8 of the dataset's files, the component is swept through -2..+2 (its
-score's standard deviations), every point decoded, and these features measured
-on the decoded log spectrum (`audio/descriptors.py`):
-
-  brightness  spectral centroid (Hz) of the band energies
-  loudness    RMS level (dB) from the band energies
-  noisiness   spectral flatness of the band power (energy-weighted over frames)
-  pitch       frequency of the strongest band (energy-weighted, in octaves)
-  attack      positive spectral flux: how much and how often energy rises (dB/s)
-  decay       time from the top of the sound until the energy stays 40 dB below its
-              peak (s; a segment that does not get there counts its length from the top)
+score's standard deviations), every point decoded, and the descriptors of
+`audio/descriptors.py` (brightness, loudness, noisiness, pitch, attack, decay)
+measured on the decoded log spectrum.
 
 Before the components, each feature gets a direction of its own, so that the
 controls a musician reaches for first do not depend on what PCA happened to

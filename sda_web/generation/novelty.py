@@ -101,8 +101,7 @@ def fingerprint(wave, spec: FeatureSpec) -> np.ndarray:
     """The fingerprint of a mono waveform at `spec`'s rate (see the module docstring)."""
     import torch
 
-    # torch only when a sound is made: the server and the Library's pages start without it
-    from ..audio.features import log_features
+    from ..audio.features import log_features  # torch: see the TYPE_CHECKING note above
 
     frames = max(1, round(FINGERPRINT_SECONDS * spec.sample_rate / spec.hop_length))
     wave = torch.as_tensor(np.asarray(wave, dtype=np.float32))[: int(FINGERPRINT_SECONDS * spec.sample_rate)]

@@ -158,7 +158,7 @@ def _check_weights(data: bytes) -> dict:
     """Load model.pt safely (weights only: no code runs) into the model it describes."""
     import torch
 
-    # torch only when a sound is made: the server and the Library's pages start without it
+    # torch only when a zip is checked: the server and the Library's pages start without it
     from ..audio.features import checkpoint_spec
     from ..model import build_model
 

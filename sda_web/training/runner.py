@@ -61,8 +61,6 @@ class TrainingRunner:
         `after_training(run_dir, device)`: run in the training process once a run has trained
         (`generation.after_training.analyse_trained_run` makes the sound controls); a module-level
         function, so that it can travel there."""
-        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
-
         self.data_dir = Path(data_dir)
         self.after_training = after_training
         self.in_process = in_process
@@ -148,13 +146,11 @@ class TrainingRunner:
     def prewarm(self) -> None:
         """With keep_warm, start the next training process now if none is ready: the
         Train page calls this, so the process has imported torch by the time Train is pressed."""
-        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
-
         if not self._lock.acquire(blocking=False):
             return  # a run is being started right now: it needs no spare, and the caller must not wait
         try:
             if self.keep_warm and self._spare is None and self._active_run is None:
-                self._spare = TrainingProcess(self._warm_imports())
+                self._spare = self._new_process()
         finally:
             self._lock.release()
 
@@ -171,8 +167,6 @@ class TrainingRunner:
             raise RunnerBusy(f"A training run ({self._active_run}) is already active; cancel it or wait for it to finish.")
 
     def _launch(self, session: Session, callback: Callback) -> None:
-        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
-
         self._stop.clear()
         finished = self._finished = threading.Event()  # per run: a late set() never marks the next run done
         self._active_run = session.run_id
@@ -186,7 +180,7 @@ class TrainingRunner:
             return
         self._process = self._take_spare()
         if self.keep_warm:  # the next run's process imports torch while this one trains: a queue moves on at once
-            self._spare = TrainingProcess(self._warm_imports())
+            self._spare = self._new_process()
         self._process.train(session, emit, self.epoch_timings.append,
                             lambda done: self._finish(session, done, emit, finished))
 
@@ -196,15 +190,19 @@ class TrainingRunner:
         module = getattr(self.after_training, "__module__", None)
         return (module,) if module else ()
 
-    def _take_spare(self):
+    def _new_process(self):
+        """A new training process, importing what the after-training hook's module names."""
         from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
 
+        return TrainingProcess(self._warm_imports())
+
+    def _take_spare(self):
         spare, self._spare = self._spare, None
         if spare is not None and spare.is_usable():
             return spare
         if spare is not None:
             spare.retire()
-        return TrainingProcess(self._warm_imports())
+        return self._new_process()
 
     def _run_here(self, session: Session, emit: Callback, finished: threading.Event) -> None:
         """In-process mode: the run on this thread."""
@@ -216,13 +214,11 @@ class TrainingRunner:
         self._finish(session, done, emit, finished)
 
     def _finish(self, session: Session, done: TrainingCompleteEvent, emit: Callback, finished: threading.Event) -> None:
-        from .worker import TrainingProcess  # here: the child runs worker.py as __main__ (runpy warns otherwise)
-
         mark_live(session.run_id, False)
         with self._lock:
             self._process = None
             if self.keep_warm and self._spare is None:
-                self._spare = TrainingProcess(self._warm_imports())
+                self._spare = self._new_process()
             self._active_run = None  # idle before the last event: a listener may start the next run
         emit(done)
         finished.set()

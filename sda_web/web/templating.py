@@ -84,6 +84,5 @@ def make_templates(router: Router, root_path: str, versions=None) -> Jinja2Templ
         return url("static", path=path) + (versions.url_query(path) if versions else "")
 
     env.globals.update(url=url, static=static, root_path=root_path)
-
     env.filters.update(size=fmt_size, duration=fmt_duration, num=fmt_number, loss=fmt_loss, lr=fmt_lr, basename=lambda p: Path(str(p)).name)
     return Jinja2Templates(env=env)
