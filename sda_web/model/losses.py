@@ -43,7 +43,10 @@ def spectral_convergence(recon: torch.Tensor, target: torch.Tensor, std: float) 
     distance lets a smeared peak lose its height. Normalised log power x is magnitude
     exp(x * std / 2) up to one factor per dataset, which the ratio cancels."""
     scale = std / 2
-    peak = target.amax(dim=(1, 2), keepdim=True).detach()  # keeps exp() in range; cancels in the ratio
+    # The larger of the two peaks keeps exp() <= 1, and the shift cancels in the ratio. With the
+    # target's alone, one reconstructed cell 32 units above it overflowed float32 to inf: a run
+    # started from a model went non-finite in its first steps (and likely the one run on a GPU).
+    peak = torch.maximum(target.amax(dim=(1, 2), keepdim=True), recon.amax(dim=(1, 2), keepdim=True)).detach()
     mag_r, mag_t = torch.exp((recon - peak) * scale), torch.exp((target - peak) * scale)
     return ((mag_r - mag_t).flatten(1).norm(dim=1) / mag_t.flatten(1).norm(dim=1).clamp(min=1e-8)).mean()
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from sda_web.model import ConvVAE, ModelShape, vae_loss
@@ -133,3 +134,27 @@ def test_whole_sound_loss_weighs_the_global_only_decode_and_free_bits_guard_only
     assert guarded.kl.item() == 0.0 and abs(guarded.total.item() - 8 * 0.5 / (24 * 16)) < 1e-7
     costly = sound_vae_loss(x, x, g, (torch.ones(2, 4, 4), torch.zeros(2, 4, 4)), 1.0, free_bits=0.5)
     assert abs(costly.total.item() - guarded.total.item() - 16 * 0.5 / (24 * 16)) < 1e-6  # no free bits locally
+
+
+def test_the_spectral_term_stays_finite_when_a_reconstruction_overshoots_its_target():
+    """One reconstructed cell far above the target's peak (a model started from another, first
+    steps) must give a large, finite loss and gradient, not inf; and the same value as before
+    wherever the reconstruction stays below the peak."""
+    from sda_web.model.losses import spectral_convergence
+
+    torch.manual_seed(0)
+    target = torch.randn(2, 16, 12)
+    near = (target + 0.1 * torch.randn_like(target)).requires_grad_()
+    value = spectral_convergence(near, target, std=5.5)
+    shifted = target.amax(dim=(1, 2), keepdim=True)
+    by_hand = []
+    for r, t, p in zip(near.detach(), target, shifted):
+        mag_r, mag_t = torch.exp((r - p) * 2.75), torch.exp((t - p) * 2.75)
+        by_hand.append((mag_r - mag_t).norm() / mag_t.norm())
+    assert float(value) == pytest.approx(float(torch.stack(by_hand).mean()), rel=1e-4)
+    spike = target.clone()
+    spike[0, 3, 4] += 40.0  # exp(40 x 2.75) overflows float32
+    spike.requires_grad_()
+    loss = spectral_convergence(spike, target, std=5.5)
+    loss.backward()
+    assert torch.isfinite(loss) and float(loss) > 1.0 and torch.isfinite(spike.grad).all()
