@@ -15,8 +15,8 @@ from ..storage import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 ANALYSIS_FILE = "analysis.json"
-ANALYSIS_VERSION = 3  # 2: labels measured on the decoded sound; 3: a control per feature the data and decoder
-# agree on, and decay
+ANALYSIS_VERSION = 4  # 2: labels measured on the decoded sound; 3: a control per feature the data and decoder
+# agree on, and decay; 4: loudness is the output level
 FEATURES = ("brightness", "loudness", "noisiness", "pitch", "attack", "decay")
 FEATURE_UNITS = {"brightness": "Hz", "loudness": "dB", "noisiness": "flatness", "pitch": "Hz", "attack": "dB/s",
                  "decay": "s"}
@@ -45,6 +45,7 @@ class Control:
     direction: tuple[float, ...]  # unit vector, latent_dim long
     minimum: float = -SLIDER_RANGE
     maximum: float = SLIDER_RANGE
+    gain_db_per_std: float = 0.0  # a level control (loudness): output gain per +1; its direction is zero
 
     @property
     def unit(self) -> str | None:
@@ -58,6 +59,14 @@ class Control:
         if self.feature == "decay":  # octaves of duration per +1: "+1 ≈ 1.5x longer"
             return f"+1 ≈ {2 ** self.feature_per_std:.2g}x longer"
         return f"+1 ≈ {_human(self.feature_per_std)} {self.unit}"
+
+
+def level_gain(analysis: "LatentAnalysis | None", controls: dict[str, float]) -> float:
+    """The amplitude gain the level controls among `controls` ask for (1.0 when none is moved)."""
+    if analysis is None:
+        return 1.0
+    db = sum(float(value) * analysis.control(label).gain_db_per_std for label, value in sorted(controls.items()))
+    return 10.0 ** (db / 20.0)
 
 
 def _human(value: float) -> str:

@@ -27,6 +27,13 @@ and >= 0.7 on average over them; in the order
 brightness, loudness, decay, pitch, attack, noisiness, and never within a
 cosine of 0.9 of one kept already.
 
+Loudness is not a latent direction but the output level: +1 is the spread of the dataset's
+own levels (one standard deviation of their RMS in dB, within 4-6 dB), applied as gain to the
+sound the decoder makes. Every model gets it, it moves nothing but the level, and it is exact
+(the latent dimension training keeps in loudness order moved Millo's level by 5.3 dB over -2..+2
+with rho 0.86, and its brightness with rho 0.70: a harder hit's timbre, not a level). That
+dimension stays in the model, so the texture sliders can still reach a harder hit's timbre.
+
 Then the PCA of what those directions leave (the texture sliders span the rest
 of the variety): a component takes the name of a feature not yet taken only
 where the response is monotone: Spearman rho >= 0.9 between slider value and feature,
@@ -64,7 +71,9 @@ MIN_CONTROLS, MAX_CONTROLS = 2, 8  # ...but we keep at least 2 and at most 8
 MIN_MONOTONE_RHO = 0.9  # a component is named only if the decoded sound's feature follows it this monotonically
 # Features that get a direction of their own, in the order they are kept (what a musician reaches
 # for first); a direction within MAX_SHARED_COSINE of one kept already is left out.
-ATTRIBUTE_ORDER = ("brightness", "loudness", "decay", "pitch", "attack", "noisiness")
+ATTRIBUTE_ORDER = ("brightness", "decay", "pitch", "attack", "noisiness")
+CONTROL_ORDER = ("brightness", "loudness", "decay", "pitch", "attack", "noisiness")  # as the form lists them
+LEVEL_STEP_DB = (4.0, 6.0)  # the loudness slider's dB per +1: the dataset's level spread, within these
 MAX_SHARED_COSINE = 0.9
 MIN_MEAN_RHO = 0.7  # ...and a feature's own direction needs this much on average over the starts too
 ENCODE_BATCH = 64
@@ -150,7 +159,8 @@ def analyse(model: TrainedModel, files: list[Path], *, run_id: str = "",
     own = [latents[i][0] if model.whole_sounds else latents[i].mean(dim=0) for i in range(len(names))]
     file_means = [own[i] for i in sorted(range(len(names)), key=lambda i: names[i])]
     starts = sweep_starts(mean, basis, basis_std, file_means)
-    attributes = _attribute_controls(model, z - mean, features, starts)
+    attributes = _attribute_controls(model, z - mean, features, starts) + [_level_control(features["loudness"], z.shape[1])]
+    attributes.sort(key=lambda c: CONTROL_ORDER.index(c.feature))
     # The texture sliders span the variety the feature sliders leave: the PCA of what is left once
     # their directions are taken out (its shares still of the whole variance). The stored basis
     # stays the PCA of everything: variations are drawn from the dataset's whole spread.
@@ -261,6 +271,14 @@ def _attribute_controls(model: TrainedModel, centred: torch.Tensor, features: di
                                     correlation=float(sweep.rho[k, f]), std=std,
                                     feature_per_std=float(sweep.slope[k, f]), direction=tuple(direction.tolist())))
     return controls
+
+
+def _level_control(loudness_db: torch.Tensor, latent_dim: int) -> Control:
+    """The loudness slider: output gain, +1 = the dataset's level spread (LEVEL_STEP_DB)."""
+    spread = float(loudness_db.double().std()) if loudness_db.numel() > 1 else 0.0
+    step = min(LEVEL_STEP_DB[1], max(LEVEL_STEP_DB[0], spread if math.isfinite(spread) else 0.0))
+    return Control(label="loudness", feature="loudness", component=-1, explained=0.0, correlation=1.0, std=1.0,
+                   feature_per_std=step, direction=(0.0,) * latent_dim, gain_db_per_std=step)
 
 
 def _attribute_candidates(model: TrainedModel, centred: torch.Tensor, features: dict[str, torch.Tensor]) -> list:

@@ -32,7 +32,7 @@ import torch
 
 from ..audio.features import features_to_power
 from ..audio.inverse import features_to_wave, griffin_lim
-from .analysis import AnalysisError, LatentAnalysis
+from .analysis import AnalysisError, LatentAnalysis, level_gain
 from .loading import TrainedModel
 from .settings import GENERATION_GL_ITERS, Blend, GenerationSettings
 
@@ -40,8 +40,8 @@ PEAK_LIMIT = 0.98  # louder output is scaled down to this peak
 # Make-up gain, one per model: the dataset's own sounds (decoded from their
 # mean latents) are scaled to peak at REFERENCE_PEAK (-6 dBFS) on median. A
 # model of short decaying sounds otherwise speaks at -40..-16 dBFS. It is a
-# fixed gain per model, so the loudness control and the level differences
-# between requests survive; it only ever boosts, by at most MAX_MAKEUP (+40 dB).
+# fixed gain per model, so the loudness control (a gain of its own,
+# `analysis.level_gain`) and the level differences between requests survive; it only ever boosts, by at most MAX_MAKEUP (+40 dB).
 REFERENCE_PEAK = 0.5
 REFERENCE_FILES = 6
 MAX_MAKEUP = 100.0
@@ -105,7 +105,8 @@ def generate_variation(model: TrainedModel, analysis: LatentAnalysis | None, set
     z = torch.from_numpy(latent_path(model, analysis, settings, index, model.path_length(samples)))
     timings.model_s += time.perf_counter() - t0
     wave = render_latents(model, z, samples, settings.gl_iters, timings)
-    return _finish(wave * np.float32(makeup_gain(model, analysis)), samples, spec.sample_rate)
+    gain = makeup_gain(model, analysis) * level_gain(analysis, settings.controls)
+    return _finish(wave * np.float32(gain), samples, spec.sample_rate)
 
 
 @torch.no_grad()

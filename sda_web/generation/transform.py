@@ -11,7 +11,7 @@ reconstruction. Its level is the sound's own: one gain per sound (not the
 model's make-up gain, which is set for decoded mean latents) scales the band
 power of the plain reconstruction to that of the sound, so a model that
 speaks softly does not hand back a whisper; the sliders and the wander change
-the level from there, as they do in generation.
+the level from there, as they do in generation (the loudness slider as a plain gain).
 
 Morph: a new sound (of any duration) that starts between two sounds, either of
 which may be outside the dataset: each is encoded to the mean of its path, and
@@ -32,7 +32,7 @@ import torch
 
 from ..audio.features import features_to_power, log_features
 from ..audio.io import AudioRejected, inspect_audio, load_mono
-from .analysis import LatentAnalysis
+from .analysis import LatentAnalysis, level_gain
 from .loading import SoundCode, TrainedModel
 from .settings import MAX_SOURCE_S, GenerationSettings
 from .synth import _finish, latent_path, makeup_gain, render_latents, slerp
@@ -63,7 +63,8 @@ def transform_variation(model: TrainedModel, analysis: LatentAnalysis | None, wa
     moves = _moves(model, analysis, settings, index, len(encoded))
     z = (encoded + torch.from_numpy(moves)).float()
     out = render_latents(model, z, samples, settings.gl_iters, detail=code.detail)
-    return _finish(out * np.float32(_level_gain(model, wave, code)), samples, model.spec.sample_rate)
+    gain = _level_gain(model, wave, code) * level_gain(analysis, settings.controls)
+    return _finish(out * np.float32(gain), samples, model.spec.sample_rate)
 
 
 @torch.no_grad()
@@ -85,7 +86,8 @@ def morph_variation(model: TrainedModel, analysis: LatentAnalysis | None, settin
                           float(amount))
     z = torch.from_numpy((centre + _moves(model, analysis, settings, index, count)).astype(np.float32))
     out = render_latents(model, z, samples, settings.gl_iters)
-    return _finish(out * np.float32(makeup_gain(model, analysis)), samples, spec.sample_rate)
+    gain = makeup_gain(model, analysis) * level_gain(analysis, settings.controls)
+    return _finish(out * np.float32(gain), samples, spec.sample_rate)
 
 
 def _level_gain(model: TrainedModel, wave: np.ndarray, code: SoundCode) -> float:

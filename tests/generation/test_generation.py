@@ -47,6 +47,10 @@ def test_training_leaves_an_analysis_with_labelled_controls(run_dir, model, anal
     assert 2 <= len(labels) <= 8 and len(set(labels)) == len(labels)
     assert "brightness" in labels
     for control in analysis.controls:
+        if control.label == "loudness":  # the output level: no latent direction
+            assert 4.0 <= control.gain_db_per_std <= 6.0 and not any(control.direction)
+            continue
+        assert control.gain_db_per_std == 0.0
         assert math.isclose(np.linalg.norm(control.direction), 1.0, rel_tol=1e-5)
         assert control.std > 0 and (control.minimum, control.maximum) == (-3.0, 3.0)
         if control.feature:
@@ -111,6 +115,24 @@ def test_brightness_control_raises_the_spectral_centroid_of_the_output(model, an
 
     down, middle, up = centroid(-1.5), centroid(0.0), centroid(1.5)
     assert up > 1.3 * middle and up > 1.3 * down, (down, middle, up)
+
+
+def test_the_loudness_slider_changes_the_level_by_what_it_says_and_nothing_else(model, analysis):
+    from sda_web.generation.transform import transform_variation
+
+    step_db = analysis.control("loudness").gain_db_per_std
+    assert analysis.control("loudness").feature_per_std == step_db  # what "+1 ≈ +N dB" says
+    # the dataset's mean sound (it peaks near -6 dBFS: the make-up gain's reference), well below the peak limit
+    softer, soft = (synth.generate(model, analysis, seed=3, variations=2, duration_s=1.0, controls={"loudness": v},
+                                   variation_amount=0.2) for v in (-2.0, -1.0))
+    for a, b in zip(softer, soft):  # the same sound, one step louder
+        assert np.allclose(a * 10 ** (step_db / 20), b, rtol=1e-4, atol=1e-6)
+    source = soft[0] * 4
+    settings = GenerationSettings(seed=1, variation_amount=0.0)
+    plain = transform_variation(model, analysis, source, settings.validated(analysis), 0)
+    quieter = transform_variation(model, analysis, source, GenerationSettings(
+        seed=1, variation_amount=0.0, controls={"loudness": -1.5}).validated(analysis), 0)
+    assert np.allclose(plain * 10 ** (-1.5 * step_db / 20), quieter, rtol=1e-4, atol=1e-6)
 
 
 def test_long_sounds_have_no_discontinuity_where_the_path_turns(model, analysis):
