@@ -153,6 +153,26 @@ _TIERS = (
 )
 
 
+# The model of whole sounds takes one optimiser step per batch of *sounds*, so a set of tens of
+# files gets few steps an epoch (Millo_MultiLayered2, 42 files trained at batch 8: 6), and its
+# reconstruction is limited by steps, not passes (docs/DESIGN-NOTES.md, stop 24: 120 -> 480
+# epochs took that kit's transform LSD from 5.2 to 4.8 dB on its training files). A set of more
+# than FEW_FILES files gets epochs enough for MIN_STEPS steps, at most MAX_EPOCH_FACTOR x its
+# tier's; the smallest sets keep theirs (they memorise first).
+MIN_STEPS = 3000
+MAX_EPOCH_FACTOR = 4
+FEW_FILES = 10
+
+
+def epochs_for_steps(tier_epochs: int, file_count: int, batch: int, val_fraction: float = 0.2) -> int:
+    """The tier's epochs, raised so that training takes about MIN_STEPS optimiser steps."""
+    if file_count <= FEW_FILES:
+        return tier_epochs
+    trained = file_count - min(file_count - 1, max(1, round(file_count * val_fraction)))
+    steps_per_epoch = math.ceil(trained / batch)
+    return min(MAX_EPOCH_FACTOR * tier_epochs, max(tier_epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
+
+
 def get_adaptive_config(file_count: int, preset: "str | OverfittingPreset" = OverfittingPreset.BALANCED) -> TrainingConfig:
     """Defaults sized to a dataset of `file_count` files for the given preset."""
     preset = OverfittingPreset.parse(preset)
@@ -163,6 +183,7 @@ def get_adaptive_config(file_count: int, preset: "str | OverfittingPreset" = Ove
     # sounds do). On a 52-file kit, batch 8 vs 16: transform LSD 1.52x vs 1.68x the ceiling, quiet-cell
     # hiss +1.0 vs +3.3 dB, for 2.3x vs 1.8x the segment model's epoch time (docs/DESIGN-NOTES.md).
     batch = 8 if file_count <= 100 else 16
+    epochs = epochs_for_steps(epochs, file_count, batch)
     kl = 0.1
     if preset is OverfittingPreset.CONSERVATIVE:
         epochs, lr, dropout, wd, kl = round(epochs * 0.6), lr * 0.5, dropout + 0.1, wd * 2, kl * 2

@@ -3,7 +3,8 @@ import math
 import pytest
 
 from sda_web.training.config import (
-    MAX_PREVIEWS, ConfigError, OverfittingPreset, TrainingConfig, get_adaptive_config,
+    MAX_EPOCH_FACTOR, MAX_PREVIEWS, MIN_STEPS, ConfigError, OverfittingPreset, TrainingConfig, epochs_for_steps,
+    get_adaptive_config,
 )
 from sda_web.training.schedule import LRPlan, kl_ramp_epochs, kl_weight_at
 
@@ -25,6 +26,22 @@ def test_tiny_datasets_get_more_regularisation_and_augmentation():
     assert tiny.augment_gain_db > large.augment_gain_db
     assert tiny.epochs > large.epochs
     assert tiny.batch_size <= large.batch_size
+
+
+@pytest.mark.parametrize("files, tier, batch", [(11, 200, 8), (24, 200, 8), (52, 120, 8), (124, 120, 16),
+                                               (500, 80, 16), (5000, 80, 16)])
+def test_a_default_run_takes_enough_optimiser_steps_without_running_away(files, tier, batch):
+    # one step per batch of sounds: a set of tens of files got too few steps in its tier's epochs
+    epochs = epochs_for_steps(tier, files, batch)
+    per_epoch = math.ceil((files - max(1, round(files * 0.2))) / batch)
+    assert epochs >= tier
+    assert epochs * per_epoch >= MIN_STEPS or epochs == MAX_EPOCH_FACTOR * tier
+    assert epochs == tier or epochs * per_epoch < MIN_STEPS + per_epoch  # no more than it takes
+
+
+def test_the_smallest_sets_keep_their_epochs_and_a_kit_gets_more():
+    assert epochs_for_steps(300, 5, 8) == 300 == get_adaptive_config(5).epochs  # they memorise first
+    assert get_adaptive_config(52).epochs > 120  # its tier's epochs gave it 720 steps
 
 
 def test_presets_order_epochs_learning_rate_and_dropout():
