@@ -12,7 +12,8 @@ A named control should show rho >= 0.9 on generated sounds; "texture N" ones
 show, for reference, the feature that moved most monotonically. Also printed: the
 range over -2..+2 (centroid in octaves, RMS level in dB, decay as a ratio, pitch in
 semitones) and the crosstalk, the largest |rho| of another core feature (brightness,
-loudness, decay, pitch). The descriptors are the analysis's own, on the generated
+loudness, decay, pitch) among those that change audibly over -2..+2 (JUST_NOTICEABLE), with
+the largest |rho| of any size beside it. The descriptors are the analysis's own, on the generated
 waveforms' band features: centroid of the band energies, RMS level, the time until the
 energy stays 40 dB below its peak, the energy-weighted frequency of the strongest band.
 
@@ -99,15 +100,33 @@ def main() -> None:
                 slope = float(sum((v * sweep[i][feature].mean()) for i, v in enumerate(SWEEP)) / sum(v * v for v in SWEEP))
                 measured = (f"+1 ≈ {2 ** slope:.2g}x longer" if feature == "decay"
                             else f"+1 ≈ {_human(slope)} {EFFECT_UNITS[feature]}")
-                others = {f: abs(rho[f]) for f in CORE if f != feature}
-                cross = max(others, key=others.get)
+                # crosstalk: the largest |rho| of another core feature that moves audibly (by more than
+                # its JUST_NOTICEABLE change over -2..+2); a feature a gain leaves unchanged still shows
+                # a monotone rounding-sized drift (the -120 dB floor), which rho alone calls 1.0
+                moved = {f: change(f, sweep[0][f].mean(), sweep[-1][f].mean()) for f in CORE}
+                others = {f: abs(rho[f]) if moved[f] > JUST_NOTICEABLE[f] else 0.0 for f in CORE if f != feature}
+                raw = {f: abs(rho[f]) for f in CORE if f != feature}
+                cross, worst_raw = max(others, key=others.get), max(raw, key=raw.get)
                 print(f"  {control.label:12}{feature:12}{control.correlation if control.feature else float('nan'):>12.2f}"
                       f"{rho[feature]:>14.2f}   {control.effect or '(texture)':22}{measured:>22}"
                       f"{span(feature, sweep[0][feature].mean(), sweep[-1][feature].mean()):>16}  "
-                      f"{cross} {others[cross]:.2f}", flush=True)
+                      f"{cross} {others[cross]:.2f} ({span(cross, sweep[0][cross].mean(), sweep[-1][cross].mean())}); "
+                      f"any size: {worst_raw} {raw[worst_raw]:.2f}", flush=True)
 
 
 CORE = ("brightness", "loudness", "decay", "pitch")  # issue 15's core controls
+# The smallest change over -2..+2 that counts as crosstalk, on EFFECT_UNITS' scale: 0.1 octave of
+# centroid, 1 dB, 10% longer, half a semitone (about the just-noticeable differences of each).
+JUST_NOTICEABLE = {"brightness": 0.1, "loudness": 1.0, "decay": 0.1375, "pitch": 0.5 / 12}
+
+
+def change(feature: str, low, high) -> float:
+    """|change| from -2 to +2 on the scale of JUST_NOTICEABLE (centroid in octaves)."""
+    import math
+    low, high = float(low), float(high)
+    if feature == "brightness":
+        return abs(math.log2(max(high, 1.0) / max(low, 1.0)))
+    return abs(high - low)
 
 
 def span(feature: str, low, high) -> str:

@@ -257,20 +257,33 @@ def _attribute_controls(model: TrainedModel, centred: torch.Tensor, features: di
                                    torch.tensor([c[2] for c in candidates], dtype=torch.float64), starts)
     controls = []
     for k, (name, direction, std, explained) in enumerate(candidates):
-        f = FEATURES.index(name)
         if any(c.feature == name for c in controls):
             continue  # its trained dimension was borne out already
         if any(abs(float(direction @ torch.tensor(c.direction, dtype=direction.dtype))) > MAX_SHARED_COSINE
                for c in controls):
             continue  # nearly the direction of a control already kept: one slider, not two
-        # Monotone from most starting points and on average: a few odd starts do not hide a slider
-        # that works, and a slider that works nowhere in particular is not named.
-        if (min(float(sweep.rho_median[k, f]), float(sweep.curve_rho[k, f])) >= MIN_MONOTONE_RHO
-                and float(sweep.rho[k, f]) >= MIN_MEAN_RHO):
-            controls.append(Control(label=name, feature=name, component=-1, explained=explained,
-                                    correlation=float(sweep.rho[k, f]), std=std,
-                                    feature_per_std=float(sweep.slope[k, f]), direction=tuple(direction.tolist())))
+        if _borne_out(sweep, k, FEATURES.index(name)):
+            controls.append(_feature_control(name, direction, std, explained, sweep, k))
     return controls
+
+
+def _borne_out(sweep: "Sweep", k: int, f: int) -> bool:
+    """Monotone from most starting points and on average: a few odd starts do not hide a slider
+    that works, and a slider that works nowhere in particular is not named."""
+    return (min(float(sweep.rho_median[k, f]), float(sweep.curve_rho[k, f])) >= MIN_MONOTONE_RHO
+            and float(sweep.rho[k, f]) >= MIN_MEAN_RHO)
+
+
+def _feature_control(name: str, direction: torch.Tensor, std: float, explained: float, sweep: "Sweep",
+                     k: int) -> Control:
+    """A feature's slider along `direction` (row k of `sweep`). Except decay (a longer ring is
+    more energy, and its hit should keep its level), it is loudness-matched: a gain undoes the
+    level change the sweep measured, so "brighter" is not also "quieter"."""
+    f = FEATURES.index(name)
+    matching = 0.0 if name == "decay" else -float(sweep.slope[k, FEATURES.index("loudness")])
+    return Control(label=name, feature=name, component=-1, explained=explained, correlation=float(sweep.rho[k, f]),
+                   std=std, feature_per_std=float(sweep.slope[k, f]), direction=tuple(direction.tolist()),
+                   gain_db_per_std=matching)
 
 
 def _level_control(loudness_db: torch.Tensor, latent_dim: int) -> Control:

@@ -50,7 +50,8 @@ def test_training_leaves_an_analysis_with_labelled_controls(run_dir, model, anal
         if control.label == "loudness":  # the output level: no latent direction
             assert 4.0 <= control.gain_db_per_std <= 6.0 and not any(control.direction)
             continue
-        assert control.gain_db_per_std == 0.0
+        if control.feature in (None, "decay"):  # the others are loudness-matched by a gain of their own
+            assert control.gain_db_per_std == 0.0
         assert math.isclose(np.linalg.norm(control.direction), 1.0, rel_tol=1e-5)
         assert control.std > 0 and (control.minimum, control.maximum) == (-3.0, 3.0)
         if control.feature:
@@ -133,6 +134,23 @@ def test_the_loudness_slider_changes_the_level_by_what_it_says_and_nothing_else(
     quieter = transform_variation(model, analysis, source, GenerationSettings(
         seed=1, variation_amount=0.0, controls={"loudness": -1.5}).validated(analysis), 0)
     assert np.allclose(plain * 10 ** (-1.5 * step_db / 20), quieter, rtol=1e-4, atol=1e-6)
+
+
+def test_the_brightness_slider_keeps_the_level(model, analysis):
+    from dataclasses import replace
+
+    unmatched = replace(analysis, controls=tuple(replace(c, gain_db_per_std=0.0) if c.label == "brightness" else c
+                                                 for c in analysis.controls))
+
+    def level_change(a):  # dB from brightness -1.5 to +1.5, mean over three variations
+        low, high = (synth.generate(model, a, seed=5, variations=3, duration_s=1.0, controls={"brightness": v},
+                                    variation_amount=0.3) for v in (-1.5, 1.5))
+        return float(np.mean([10 * np.log10(np.mean(h ** 2) / np.mean(l ** 2)) for l, h in zip(low, high)]))
+
+    # the gain is measured on the decoder's output from 16 starts, so around one start it takes out
+    # part of the change (on the tiny model about a third; on a real kit the level's rho went -0.39 -> -0.04)
+    matched, raw = level_change(analysis), level_change(unmatched)
+    assert abs(matched) < 1.0 or abs(matched) < 0.8 * abs(raw), (matched, raw)
 
 
 def test_long_sounds_have_no_discontinuity_where_the_path_turns(model, analysis):

@@ -121,8 +121,8 @@ def test_delete_is_refused_while_training_and_removes_the_folder(trained_demo, t
 # -- sounds ---------------------------------------------------------------------
 
 def test_generated_sounds_are_kept_with_their_parameters(data, model_id):
-    request = SoundRequest(model="latest", seed=7, variations=2, duration_s=1.5, controls={"brightness": 1.0},
-                           variation_amount=0.8, format="wav", bits=24)
+    request = SoundRequest(model="latest", seed=7, variations=2, duration_s=1.5,
+                           controls={"brightness": 1.0, "loudness": -1.0}, variation_amount=0.8, format="wav", bits=24)
     progress = []
     sounds = generate_sounds(data, request, progress=lambda done, total: progress.append((done, total)))
     assert progress == [(1, 2), (2, 2)]
@@ -130,7 +130,8 @@ def test_generated_sounds_are_kept_with_their_parameters(data, model_id):
     for sound in sounds:
         record = json.loads((sound.sound_dir / "sound.json").read_text())
         assert record["params"] == {"model": model_id, "seed": 7, "variations": 2, "duration_s": 1.5,
-                                    "controls": {"brightness": 1.0}, "variation_amount": 0.8, "blend": None,
+                                    "controls": {"brightness": 1.0, "loudness": -1.0}, "variation_amount": 0.8,
+                                    "blend": None,
                                     "format": "wav", "bits": 24, "rate": None, "gl_iters": 24}
         assert record["variation"] == sound.variation and record["model_epoch"] > 0
         info = sf.info(str(sound.audio_path))
