@@ -24,8 +24,9 @@ vector). It becomes a slider named after the feature where the decoder agrees:
 swept like a component, the decoded sound's feature rises with Spearman rho >=
 0.9 from at least half the starting points and for the averaged response,
 and >= 0.7 on average over them; in the order
-brightness, loudness, decay, pitch, attack, noisiness, and never within a
-cosine of 0.9 of one kept already.
+brightness, decay, pitch, attack, noisiness, and never within a cosine of 0.9
+of one kept already. Each but decay carries a loudness-matching gain (the level
+change the sweep measured along it, undone), so "brighter" is not also "quieter".
 
 Loudness is not a latent direction but the output level: +1 is the spread of the dataset's
 own levels (one standard deviation of their RMS in dB, within 4-6 dB), applied as gain to the

@@ -41,7 +41,8 @@ PEAK_LIMIT = 0.98  # louder output is scaled down to this peak
 # mean latents) are scaled to peak at REFERENCE_PEAK (-6 dBFS) on median. A
 # model of short decaying sounds otherwise speaks at -40..-16 dBFS. It is a
 # fixed gain per model, so the loudness control (a gain of its own,
-# `analysis.level_gain`) and the level differences between requests survive; it only ever boosts, by at most MAX_MAKEUP (+40 dB).
+# `analysis.level_gain`) and the level differences between requests survive;
+# it only ever boosts, by at most MAX_MAKEUP (+40 dB).
 REFERENCE_PEAK = 0.5
 REFERENCE_FILES = 6
 MAX_MAKEUP = 100.0
