@@ -106,8 +106,8 @@ def test_presets_stop_at_best_by_default_and_aggressive_trains_to_the_end():
     balanced = get_adaptive_config(40, "balanced")
     assert 0 < balanced.patience < balanced.epochs
     assert get_adaptive_config(40, "aggressive").patience == 0
-    assert balanced.with_overrides(epochs=600).patience > balanced.patience  # the preset's share, rescaled
-    assert balanced.with_overrides(epochs=600, patience=7).patience == 7
+    assert balanced.with_overrides(epochs=2 * balanced.epochs).patience > balanced.patience  # the share, rescaled
+    assert balanced.with_overrides(epochs=2 * balanced.epochs, patience=7).patience == 7
 
 
 @pytest.mark.trains
