@@ -2,8 +2,9 @@
 
 For a default Balanced model of each dataset (the demo set, and real drum kits
 from Debian's hydrogen-drumkits), every control is set to -2, -1, 0, +1, +2 and
-8 seeded variations are generated at each value (synth.generate, 1 s, the
-normal variation amount). The control's feature is measured on the generated
+8 seeded variations are generated at each value (synth.generate, the normal
+variation amount, long enough to ring out: twice the model's typical sound,
+at least its 1.5-s head, at most 6 s). The control's feature is measured on the generated
 *waveforms* (re-analysed), and the Spearman rho between slider value and
 feature is averaged over the 8 seeds. Printed beside it: the rho the analysis
 measured on the decoder's output when it named the control, and the effect it
@@ -66,7 +67,9 @@ def generated_features(model, analysis, label: str, value: float):
     from sda_web.generation.analysis import FEATURES
     from sda_web.audio.descriptors import effect_scale, segment_features
 
-    waves = synth.generate(model, analysis, seed=11, variations=SEEDS, duration_s=1.0, controls={label: value})
+    # long enough for the sounds to ring out (at least 1 s), as the analysis measures decay
+    seconds = max(1.0, model.decay_frames() * model.spec.hop_length / model.spec.sample_rate)
+    waves = synth.generate(model, analysis, seed=11, variations=SEEDS, duration_s=seconds, controls={label: value})
     feats = torch.stack([log_features(torch.from_numpy(w), model.spec) for w in waves])
     measured = segment_features(feats, model.spec)
     return {name: effect_scale(name, measured[name]) for name in FEATURES}

@@ -48,17 +48,31 @@ def segment_features(log_feats: torch.Tensor, spec: FeatureSpec) -> dict[str, to
             "decay": _decay_seconds(frame_energy, spec)}
 
 
+def decay_seconds(log_feats: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
+    """Just the decay of each (n_bands, frames) segment of a batch (as `segment_features` has it)."""
+    return _decay_seconds(band_energy(log_feats, spec).sum(dim=1), spec)
+
+
 def _decay_seconds(frame_energy: torch.Tensor, spec: FeatureSpec) -> torch.Tensor:
     """(n, frames) energies -> (n,) seconds from the top of the sound (its first frame within 3 dB
     of the loudest, so a steady tone's top is where it starts, not wherever it peaks by a hair) to
-    the last frame within DECAY_DB of the loudest: the textbook "time to fall 40 dB", at the frame rate."""
+    where the energy falls DECAY_DB below the loudest for the last time: the textbook "time to
+    fall 40 dB"."""
     level = 10 * torch.log10(frame_energy.clamp(min=1e-30))
     peak_db = level.amax(dim=1)
     peak = (level >= peak_db[:, None] - 3.0).float().argmax(dim=1)  # the first such frame
     index = torch.arange(level.shape[1], device=level.device)[None, :]
-    ringing = (level >= peak_db[:, None] - DECAY_DB) & (index >= peak[:, None])
+    threshold = peak_db - DECAY_DB
+    ringing = (level >= threshold[:, None]) & (index >= peak[:, None])
     last = torch.where(ringing, index, peak[:, None]).amax(dim=1)
-    return (last - peak + 1).double() * spec.hop_length / spec.sample_rate
+    # Where it crosses the threshold between two frames, linearly in dB (half a frame when it never
+    # does in the window): a decay slider moves a short hit's decay by fractions of a frame, which
+    # whole frames turned into ties and steps.
+    after = (last + 1).clamp(max=level.shape[1] - 1)
+    above, below = level.gather(1, last[:, None])[:, 0], level.gather(1, after[:, None])[:, 0]
+    crossing = ((above - threshold) / (above - below).clamp(min=1e-9)).clamp(0.0, 1.0)
+    fraction = torch.where(after > last, crossing, torch.full_like(crossing, 0.5))
+    return ((last - peak).double() + 0.5 + fraction.double()) * spec.hop_length / spec.sample_rate
 
 
 def effect_scale(name: str, values: torch.Tensor) -> torch.Tensor:

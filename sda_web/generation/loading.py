@@ -29,6 +29,8 @@ from ..model.stats import FeatureStats
 from .segments import overlap_add, segment_layout, segment_windows
 from .settings import default_duration
 
+MAX_DECAY_SECONDS = 6.0  # the longest window a sound's decay is measured over (a ride rings longer)
+
 
 @dataclass
 class SoundCode:
@@ -135,13 +137,24 @@ class TrainedModel:
         return self._sound_features(path.T[None], u, steps * STRIDE)[0, :, :frames].cpu()
 
     @torch.no_grad()
-    def decode_segments(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_segments(self, z: torch.Tensor, frames: int | None = None) -> torch.Tensor:
         """Latents (n, latent) -> log features (n, n_bands, frames) of the sound each makes over
-        the model's head (or segment) length, on the CPU: what the sound controls measure."""
+        the model's head (or segment) length, or `frames` (a multiple of STRIDE; the model of
+        whole sounds only), on the CPU: what the sound controls measure."""
         if not self.whole_sounds:
             return self._segment_features(z).cpu()
-        u = torch.zeros(z.shape[0], self.shape.local_dim, self.frames // STRIDE, device=self.device)
-        return self._sound_features(z, u, self.frames).cpu()
+        frames = self.frames if frames is None else int(frames)
+        u = torch.zeros(z.shape[0], self.shape.local_dim, frames // STRIDE, device=self.device)
+        return self._sound_features(z, u, frames).cpu()
+
+    def decay_frames(self) -> int:
+        """Frames long enough to see how the model's sounds ring out (the decay control is measured
+        over them): twice their typical length, at least the head, at most MAX_DECAY_SECONDS."""
+        if not self.whole_sounds:
+            return self.frames
+        seconds = min(MAX_DECAY_SECONDS, 2 * (self.typical_seconds or 0.0))
+        frames = math.ceil(seconds * self.spec.sample_rate / self.spec.hop_length / STRIDE) * STRIDE
+        return max(self.frames, frames)
 
     def _segment_features(self, z: torch.Tensor) -> torch.Tensor:
         """Segment model: latents (n, latent) -> log features (n, n_bands, segment), on the device."""

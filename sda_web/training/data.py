@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..audio.descriptors import effect_scale, segment_features
+from ..audio.descriptors import decay_seconds, effect_scale, segment_features
 from ..audio.features import FeatureSpec, log_features
 from ..audio.io import load_mono
 from ..model.lengths import STRIDE, head_steps, sound_length
@@ -151,7 +151,7 @@ class SoundBank:
 
 def head_attributes(feats: list[torch.Tensor], spec: FeatureSpec, frames: int) -> torch.Tensor:
     """(files, len(ATTRIBUTES)) descriptors of each sound's head (its first `frames` frames, silence
-    after its end), on the scale their effect is told in: what the regularised latent dimensions
+    after its end; its decay from the whole sound), on the scale their effect is told in: what the regularised latent dimensions
     keep in order. Float32; computed once, in chunks (a 500-file set is not one tensor)."""
     floor = math.log(spec.log_floor)
     rows = []
@@ -159,6 +159,9 @@ def head_attributes(feats: list[torch.Tensor], spec: FeatureSpec, frames: int) -
         heads = torch.stack([torch.cat([f[:, :frames], torch.full((f.shape[0], max(0, frames - f.shape[1])), floor)], 1)
                              for f in feats[start:start + 64]])
         measured = segment_features(heads, spec)
+        # decay over the whole sound: a cymbal rings on past its head, and a head-long window made
+        # every long sound look alike to the decay dimension
+        measured["decay"] = torch.cat([decay_seconds(f[None], spec) for f in feats[start:start + 64]])
         rows.append(torch.stack([effect_scale(name, measured[name]) for name in ATTRIBUTES], dim=1))
     return torch.cat(rows).float() if rows else torch.zeros(0, len(ATTRIBUTES))
 
