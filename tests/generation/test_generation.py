@@ -102,6 +102,11 @@ def test_features_move_the_way_their_names_say():
     # frame rate; a steady tone rings for the whole 40 frames from its start
     assert f["decay"]["click"] < 0.11 and f["decay"]["ring"] == pytest.approx(0.23, abs=0.05)
     assert f["decay"]["low"] == pytest.approx(40 * spec.hop_length / spec.sample_rate)
+    # between frames: rings 2% and 4% longer (5 and 10 ms, a quarter and half of a frame) decay longer
+    rings = torch.stack([log_features(torch.tensor(0.5 * low * np.exp(-t / tau), dtype=torch.float32), spec)[:, :40]
+                         for tau in (0.050, 0.051, 0.052)])
+    decays = segment_features(rings, spec)["decay"].tolist()
+    assert decays[0] < decays[1] < decays[2], decays
 
 
 # -- generation -------------------------------------------------------------
