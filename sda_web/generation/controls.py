@@ -23,7 +23,7 @@ direction along which the encoded sounds covary with the feature (an attribute
 vector). It becomes a slider named after the feature where the decoder agrees:
 swept like a component, the decoded sound's feature rises with Spearman rho >=
 0.9 from at least half the starting points and for the averaged response,
-and >= 0.6 on average over them; in the order
+and >= 0.65 on average over them; in the order
 brightness, decay, pitch, attack, noisiness, and never within a cosine of 0.9
 of one kept already. Each but decay carries a loudness-matching gain (the level
 change the sweep measured along it, undone), so "brighter" is not also "quieter".
@@ -76,7 +76,7 @@ ATTRIBUTE_ORDER = ("brightness", "decay", "pitch", "attack", "noisiness")
 CONTROL_ORDER = ("brightness", "loudness", "decay", "pitch", "attack", "noisiness")  # as the form lists them
 LEVEL_STEP_DB = (4.0, 6.0)  # the loudness slider's dB per +1: the dataset's level spread, within these
 MAX_SHARED_COSINE = 0.9
-MIN_MEAN_RHO = 0.6  # ...and a feature's own direction needs this much on average over the starts too
+MIN_MEAN_RHO = 0.65  # ...and a feature's own direction needs this much on average over the starts too
 ENCODE_BATCH = 64
 MAX_SEGMENTS_PER_FILE = 32  # evenly spaced: a 10-minute file does not outweigh (or outlast) the rest
 FEW_FILES = 16  # a whole-sound model of fewer files also takes later windows of them as points
