@@ -36,7 +36,12 @@ from .analysis import AnalysisError, LatentAnalysis, level_gain
 from .loading import TrainedModel
 from .settings import GENERATION_GL_ITERS, Blend, GenerationSettings
 
-PEAK_LIMIT = 0.98  # louder output is scaled down to this peak
+# Output never peaks above PEAK_LIMIT. Above PEAK_KNEE the peak is eased towards it (tanh), not
+# cut at it: a hard cut made every level past full scale the same sound, so the loudness slider
+# stopped at the top (on ForzeeStereo its +1 and +2 came out alike, rho 0.88); eased, louder
+# stays louder. One gain for the whole sound: the waveform's shape is untouched.
+PEAK_LIMIT = 0.98
+PEAK_KNEE = 0.5
 # Make-up gain, one per model: the dataset's own sounds (decoded from their
 # mean latents) are scaled to peak at REFERENCE_PEAK (-6 dBFS) on median. A
 # model of short decaying sounds otherwise speaks at -40..-16 dBFS. It is a
@@ -227,6 +232,15 @@ def _finish(wave: np.ndarray, samples: int, rate: int) -> np.ndarray:
     wave[:fade_in] *= np.linspace(0.0, 1.0, fade_in, endpoint=False, dtype=np.float32)
     wave[samples - fade_out:] *= np.linspace(1.0, 0.0, fade_out, dtype=np.float32)
     peak = float(np.abs(wave).max()) if samples else 0.0
-    if peak > PEAK_LIMIT:
-        wave = wave * np.float32(PEAK_LIMIT / peak)
+    if peak > PEAK_KNEE:
+        wave = wave * np.float32(eased_peak(peak) / peak)
     return wave.astype(np.float32, copy=False)
+
+
+def eased_peak(peak: float) -> float:
+    """The peak a sound of `peak` is given: itself up to PEAK_KNEE, then rising ever more slowly
+    towards PEAK_LIMIT (continuous, with slope 1 at the knee, and always increasing)."""
+    if peak <= PEAK_KNEE:
+        return peak
+    room = PEAK_LIMIT - PEAK_KNEE
+    return PEAK_KNEE + room * math.tanh((peak - PEAK_KNEE) / room)

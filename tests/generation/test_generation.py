@@ -133,6 +133,12 @@ def test_the_loudness_slider_changes_the_level_by_what_it_says_and_nothing_else(
                                    variation_amount=0.2) for v in (-2.0, -1.0))
     for a, b in zip(softer, soft):  # the same sound, one step louder
         assert np.allclose(a * 10 ** (step_db / 20), b, rtol=1e-4, atol=1e-6)
+    # past full scale louder stays louder: the peak is eased towards the limit, not cut at it
+    loud = [synth.generate(model, analysis, seed=3, duration_s=1.0, controls={"loudness": v}, variation_amount=0.2)[0]
+            for v in (1.0, 2.0, 3.0)]
+    peaks = [float(np.abs(w).max()) for w in loud]
+    assert peaks[0] < peaks[1] < peaks[2] <= synth.PEAK_LIMIT, peaks
+    assert np.allclose(loud[1] / peaks[1], loud[2] / peaks[2], atol=1e-5)  # one gain, the same shape
     source = soft[0] * 4
     settings = GenerationSettings(seed=1, variation_amount=0.0)
     plain = transform_variation(model, analysis, source, settings.validated(analysis), 0)
