@@ -151,8 +151,9 @@ class SoundBank:
 
 def head_attributes(feats: list[torch.Tensor], spec: FeatureSpec, frames: int) -> torch.Tensor:
     """(files, len(ATTRIBUTES)) descriptors of each sound's head (its first `frames` frames, silence
-    after its end; its decay from the whole sound), on the scale their effect is told in: what the regularised latent dimensions
-    keep in order. Float32; computed once, in chunks (a 500-file set is not one tensor)."""
+    after its end; its decay from the whole sound), on the scale their effect is told in: what the
+    regularised latent dimensions keep in order. Float32; computed once, in chunks (a 500-file set
+    is not one tensor)."""
     floor = math.log(spec.log_floor)
     rows = []
     for start in range(0, len(feats), 64):
