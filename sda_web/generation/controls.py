@@ -203,7 +203,8 @@ def _sound_points(model: TrainedModel, wave: torch.Tensor, extra_windows: bool
     mu = torch.stack([model.encode(wave[s:s + span]).mean().float() for s in starts])
     feats = log_features(wave, spec)
     heads = torch.stack([_head(feats, s // spec.hop_length, frames, spec) for s in starts])
-    rings = torch.stack([_head(feats, s // spec.hop_length, model.decay_frames(), spec) for s in starts])
+    ring_frames = model.decay_frames()
+    rings = torch.stack([_head(feats, s // spec.hop_length, ring_frames, spec) for s in starts])
     return mu, heads, decay_seconds(rings, spec)
 
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 
+from .split import held_out_count
+
 
 class ConfigError(ValueError):
     """A training setting is out of range; the message says which and why."""
@@ -164,11 +166,12 @@ MAX_EPOCH_FACTOR = 4
 FEW_FILES = 10
 
 
-def epochs_for_steps(tier_epochs: int, file_count: int, batch: int, val_fraction: float = 0.2) -> int:
+def epochs_for_steps(tier_epochs: int, file_count: int, batch: int,
+                     val_fraction: float = TrainingConfig.val_fraction) -> int:
     """The tier's epochs, raised so that training takes about MIN_STEPS optimiser steps."""
     if file_count <= FEW_FILES:
         return tier_epochs
-    trained = file_count - min(file_count - 1, max(1, round(file_count * val_fraction)))
+    trained = file_count - held_out_count(file_count, val_fraction)
     steps_per_epoch = math.ceil(trained / batch)
     return min(MAX_EPOCH_FACTOR * tier_epochs, max(tier_epochs, math.ceil(MIN_STEPS / steps_per_epoch)))
 
