@@ -2,7 +2,8 @@
 
 Transform: the sound is encoded whole (`TrainedModel.encode`): its global
 latent along a path exactly as long as the sound, and, for the model of whole
-sounds, its local detail, which is kept as it is. The sliders move the whole path (each in standard deviations
+sounds, its local detail, which is kept as it is; the code is then refined by a
+few gradient steps towards the sound (`refine.py`). The sliders move the whole path (each in standard deviations
 of its component, as in generation), the seeded variation wanders around it
 (the same keys `synth.latent_path` draws, so seed and variation amount mean what
 they mean on the Generate tab), and `synth.render_latents` turns it back into
@@ -34,6 +35,7 @@ from ..audio.features import features_to_power, log_features
 from ..audio.io import AudioRejected, inspect_audio, load_mono
 from .analysis import LatentAnalysis, level_gain
 from .loading import SoundCode, TrainedModel
+from .refine import refine_code
 from .settings import MAX_SOURCE_S, GenerationSettings
 from .synth import _finish, latent_path, makeup_gain, render_latents, slerp
 
@@ -58,7 +60,8 @@ def transform_variation(model: TrainedModel, analysis: LatentAnalysis | None, wa
     not used): as many samples as `wave`."""
     wave = np.asarray(wave, dtype=np.float32)
     samples = len(wave)
-    code = model.encode(torch.from_numpy(wave))
+    source = torch.from_numpy(wave)
+    code = refine_code(model, source, model.encode(source))
     encoded = code.path.double()  # (count, latent)
     moves = _moves(model, analysis, settings, index, len(encoded))
     z = (encoded + torch.from_numpy(moves)).float()

@@ -197,7 +197,10 @@ class SoundVAE(nn.Module):
         """Global latent (batch, latent) or path (batch, latent, steps), local residual u
         (batch, local_dim, steps) and time features -> (batch, n_bands, steps * STRIDE)."""
         mean, logvar = self.local_prior(z, time)
-        local = mean + torch.exp(0.5 * logvar) * u
+        return self.decode_local(z, mean + torch.exp(0.5 * logvar) * u, time)
+
+    def decode_local(self, z: torch.Tensor, local: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        """`decode` given the local latent itself (batch, local_dim, steps), not its residual."""
         g = self.decoder_global(_as_path(z, time.shape[-1]).transpose(1, 2)).transpose(1, 2)
         h = self.decoder_quarter(self.decoder_in(torch.cat([local, time], dim=1)) + g)
         h = self.decoder_half(self.up_half(h, refine_time(time, 2, self.shape.frame_seconds)))
@@ -231,12 +234,17 @@ class SoundVAE(nn.Module):
         else:
             z, u = mu_g, mu_u
         time = self.time(x.shape[0], x.shape[-1], offsets, x.device)
-        recon = self.decode(z, u, time)
+        mean, logvar = self.local_prior(z, time)
+        local = mean + torch.exp(0.5 * logvar) * u
         starts = prior_recon = None
         if with_prior_decode:  # how a new sound is made; windows inside long sounds skip it (half the cost there)
             starts = torch.nonzero(offsets == 0).flatten()
-            if len(starts):
-                prior_recon = self.decode(z[starts], torch.zeros_like(u[starts]), time[starts])
+        if starts is None or not len(starts):
+            recon = self.decode_local(z, local, time)
+        else:  # u = 0 is the prior's mean: one prior pass serves both, and one decoder pass decodes both
+            both = self.decode_local(torch.cat([z, z[starts]]), torch.cat([local, mean[starts]]),
+                                     torch.cat([time, time[starts]]))
+            recon, prior_recon = both[:len(x)], both[len(x):]
         return TrainingPass(recon, (mu_g, logvar_g), (mu_u, logvar_u), starts, prior_recon)
 
 

@@ -175,3 +175,28 @@ def test_a_sample_pack_holds_every_variation_and_its_settings(data, tmp_path):
         assert len(archive.namelist()) == 3
     with pytest.raises(ValueError, match="not the id"):
         sample_pack(data, "../../etc")
+
+
+def test_a_refined_code_decodes_closer_to_its_sound_and_leaves_the_model_alone(loaded, tmp_path):
+    """A few gradient steps on a sound's code (what a transform starts from) bring the model's
+    version of it closer to the sound, on sounds it learnt and on one it did not."""
+    from sda_web.audio.demo import write_demo_sounds
+    from sda_web.audio.inverse import features_to_wave
+    from sda_web.generation.refine import refine_code
+    from sda_web.generation.transform import load_source
+
+    trained, _ = loaded
+    rate = trained.spec.sample_rate
+    paths = write_demo_sounds(tmp_path / "demo", count=3) + [chord(tmp_path / "chord.wav")]
+    before, after = [], []
+    for path in paths:
+        wave = load_source(path, rate)
+        source = torch.from_numpy(wave)
+        code = trained.encode(source)
+        refined = refine_code(trained, source, code)
+        assert refined.path.shape == code.path.shape and refined.detail.shape == code.detail.shape
+        for codes, distances in ((code, before), (refined, after)):
+            feats = trained.decode(codes.path, len(wave), codes.detail)
+            distances.append(log_spectral_distance(wave, features_to_wave(feats, trained.spec).numpy()[:len(wave)]))
+    assert np.mean(after) < np.mean(before), (before, after)
+    assert all(p.grad is None for p in trained.model.parameters())  # the shared model is not touched

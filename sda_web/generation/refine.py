@@ -1,0 +1,52 @@
+"""A sound's code, refined: a few gradient steps on it before it is transformed.
+
+The encoder finds a sound's code in one pass, near the code that decodes
+closest to the sound but not on it (the amortisation gap). Starting from a
+sound, there is one sound and time to look closer: REFINE_STEPS steps of Adam on
+the global latent and the local detail, against the objective training's
+reconstruction used (mean squared error of the normalised band log features plus
+the linear-magnitude term), with the model's weights fixed. Measured on
+Millo_MultiLayered2 (stop 25, default model, `sda transform --variation 0`):
+2 steps take the full-band LSD from 4.80 to 4.66 dB on the training files and
+from 5.35 to 5.16 on held-out ones, and the transform from 25x to 19x real time
+on one thread; 30 steps reach 4.55 / 5.10 at 4x real time.
+
+Only the model of whole sounds is refined (a segment model's code is returned
+as it is). Deterministic: the same sound and model give the same code.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..audio.features import log_features
+from ..model.lengths import STRIDE
+from ..model.losses import spectral_convergence
+from .loading import SoundCode, TrainedModel
+
+REFINE_STEPS = 2
+REFINE_LR = 0.1  # in standard deviations of the latents: both are about unit scale
+SPECTRAL_WEIGHT = 0.3  # the linear-magnitude term's weight, as in training (TrainingConfig.spectral_weight)
+
+
+def refine_code(model: TrainedModel, wave: torch.Tensor, code: SoundCode, steps: int = REFINE_STEPS,
+                lr: float = REFINE_LR) -> SoundCode:
+    """`code` (from `model.encode(wave)`, a constant path) after `steps` steps towards the code
+    that decodes closest to `wave`, laid out as `code` is."""
+    if not model.whole_sounds or steps <= 0 or code.detail is None:
+        return code
+    target = model.stats.normalise(log_features(wave, model.spec)).to(model.device)[None]
+    frames = target.shape[-1]
+    z = code.path[:1].to(model.device).clone().requires_grad_(True)  # the path is one latent repeated
+    u = code.detail[None].to(model.device).clone().requires_grad_(True)
+    time = model.model.time(1, u.shape[-1] * STRIDE, device=model.device)
+    optimizer = torch.optim.Adam([z, u], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            made = model.model.decode(z, u, time)[..., :frames]
+            loss = F.mse_loss(made, target) + SPECTRAL_WEIGHT * spectral_convergence(made, target, model.stats.std)
+            # Gradients for the code only: the weights' .grad stay untouched (the model is shared).
+            z.grad, u.grad = torch.autograd.grad(loss, [z, u])
+            optimizer.step()
+    count = code.path.shape[0]
+    return SoundCode(z.detach().cpu().expand(count, -1).contiguous(), u.detach()[0].cpu())
