@@ -6,7 +6,10 @@ from Debian's hydrogen-drumkits), every control is set to -2, -1, 0, +1, +2 and
 variation amount, long enough to ring out: twice the model's typical sound,
 at least its 1.5-s head, at most 6 s). The control's feature is measured on the generated
 *waveforms* (re-analysed), and the Spearman rho between slider value and
-feature is averaged over the 8 seeds. Printed beside it: the rho the analysis
+feature is averaged over the 8 seeds. "rho transform": the same over 8 of the
+dataset's own files, each transformed (`sda transform --variation 0`) with the
+control at each value, with room after it to ring out (its range and crosstalk are printed
+last, after "transform:"). Printed beside it: the rho the analysis
 measured on the decoder's output when it named the control, and the effect it
 promises ("+1 ≈ ...") next to the effect measured on the generated sounds.
 A named control should show rho >= 0.9 on generated sounds; "texture N" ones
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 SWEEP = (-2.0, -1.0, 0.0, 1.0, 2.0)
 SEEDS = 8
+SOURCES = 8  # dataset files transformed with each control (issue 15: "transform included")
 
 
 def train(data_dir: Path, folder: Path, epochs: int | None) -> Path:
@@ -75,6 +79,43 @@ def generated_features(model, analysis, label: str, value: float):
     return {name: effect_scale(name, measured[name]) for name in FEATURES}
 
 
+def source_sounds(model, folder: Path) -> list:
+    """SOURCES of the dataset's files, evenly spread through them by name, at the model's rate, each
+    followed by silence up to the decay window: a transform is as long as its source, so without
+    room after it a longer decay would be cut where the file ends."""
+    import numpy as np
+
+    from sda_web.generation.transform import load_source
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac"))
+    chosen = [files[k * len(files) // SOURCES] for k in range(min(SOURCES, len(files)))]
+    window = model.decay_frames() * model.spec.hop_length
+    sounds = []
+    for path in chosen:
+        wave = load_source(path, model.spec.sample_rate)
+        sounds.append(np.concatenate([wave, np.zeros(max(0, window - len(wave)), np.float32)]))
+    return sounds
+
+
+def transformed_features(model, analysis, label: str, value: float, sources: list):
+    """Features (EFFECT_UNITS' scale) of each source transformed with `label` at `value` (variation 0:
+    the controls alone move it), as `generated_features` measures them."""
+    import torch
+
+    from sda_web.audio.descriptors import effect_scale, segment_features
+    from sda_web.audio.features import log_features
+    from sda_web.generation.analysis import FEATURES
+    from sda_web.generation.settings import GenerationSettings
+    from sda_web.generation.transform import transform_variation
+
+    settings = GenerationSettings(seed=1, variation_amount=0.0, controls={label: value}).validated(analysis)
+    feats = [log_features(torch.from_numpy(transform_variation(model, analysis, w, settings, 0)), model.spec)
+             for w in sources]
+    frames = min(f.shape[-1] for f in feats)
+    measured = segment_features(torch.stack([f[..., :frames] for f in feats]), model.spec)
+    return {name: effect_scale(name, measured[name]) for name in FEATURES}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kits", nargs="+", default=["demo", "Millo_MultiLayered2"])
@@ -92,14 +133,24 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             print(f"== {kit}", flush=True)
-            run_dir = train(tmp / "data", kit_folder(kit, tmp), args.epochs)
+            folder = kit_folder(kit, tmp)
+            run_dir = train(tmp / "data", folder, args.epochs)
             model, analysis = load_trained_model(run_dir), load_analysis(run_dir)
-            print(f"  {'control':12}{'feature':12}{'rho decoder':>12}{'rho generated':>14}   {'promised':22}"
-                  f"{'measured':>22}{'range -2..+2':>16}  crosstalk (largest |rho| of another core feature)")
+            sources = source_sounds(model, folder)
+            print(f"  {'control':12}{'feature':12}{'rho decoder':>12}{'rho generated':>14}{'rho transform':>14}   "
+                  f"{'promised':22}{'measured':>22}{'range -2..+2':>16}  crosstalk (largest |rho| of another core "
+                  "feature)")
             for control in analysis.controls:
                 sweep = [generated_features(model, analysis, control.label, v) for v in SWEEP]
                 rho = {f: float(_spearman_with_sweep(torch.stack([s[f] for s in sweep], dim=1)).mean()) for f in FEATURES}
                 feature = control.feature or max(rho, key=lambda f: abs(rho[f]))
+                moved_sources = [transformed_features(model, analysis, control.label, v, sources) for v in SWEEP]
+                rho_tf = {f: float(_spearman_with_sweep(torch.stack([s[f] for s in moved_sources], dim=1)).mean())
+                          for f in FEATURES}  # the same figures for the transformed sources
+                rho_transform = rho_tf[feature]
+                moved_tf = {f: change(f, moved_sources[0][f].mean(), moved_sources[-1][f].mean()) for f in CORE}
+                others_tf = {f: abs(rho_tf[f]) if moved_tf[f] > JUST_NOTICEABLE[f] else 0.0 for f in CORE if f != feature}
+                cross_tf = max(others_tf, key=others_tf.get)
                 slope = float(sum((v * sweep[i][feature].mean()) for i, v in enumerate(SWEEP)) / sum(v * v for v in SWEEP))
                 measured = (f"+1 ≈ {2 ** slope:.2g}x longer" if feature == "decay"
                             else f"+1 ≈ {_human(slope)} {EFFECT_UNITS[feature]}")
@@ -111,10 +162,12 @@ def main() -> None:
                 raw = {f: abs(rho[f]) for f in CORE if f != feature}
                 cross, worst_raw = max(others, key=others.get), max(raw, key=raw.get)
                 print(f"  {control.label:12}{feature:12}{control.correlation if control.feature else float('nan'):>12.2f}"
-                      f"{rho[feature]:>14.2f}   {control.effect or '(texture)':22}{measured:>22}"
+                      f"{rho[feature]:>14.2f}{rho_transform:>14.2f}   {control.effect or '(texture)':22}{measured:>22}"
                       f"{span(feature, sweep[0][feature].mean(), sweep[-1][feature].mean()):>16}  "
                       f"{cross} {others[cross]:.2f} ({span(cross, sweep[0][cross].mean(), sweep[-1][cross].mean())}); "
-                      f"any size: {worst_raw} {raw[worst_raw]:.2f}", flush=True)
+                      f"any size: {worst_raw} {raw[worst_raw]:.2f}; transform: "
+                      f"{span(feature, moved_sources[0][feature].mean(), moved_sources[-1][feature].mean())}, "
+                      f"{cross_tf} {others_tf[cross_tf]:.2f}", flush=True)
 
 
 CORE = ("brightness", "loudness", "decay", "pitch")  # issue 15's core controls

@@ -69,6 +69,20 @@ def level_gain(analysis: "LatentAnalysis | None", controls: dict[str, float]) ->
     return 10.0 ** (db / 20.0)
 
 
+MAX_RING_RATIO = 4.0  # room a transform leaves after its source: at most 4x its length
+
+
+def ring_ratio(analysis: "LatentAnalysis | None", controls: dict[str, float]) -> float:
+    """How many times longer than its source a transform must be for what the decay controls among
+    `controls` promise (2 ** (octaves per +1 x value)): 1.0 when none asks for a longer ring, at
+    most MAX_RING_RATIO."""
+    if analysis is None:
+        return 1.0
+    octaves = sum(float(value) * (analysis.control(label).feature_per_std or 0.0)
+                  for label, value in sorted(controls.items()) if analysis.control(label).feature == "decay")
+    return float(min(MAX_RING_RATIO, max(1.0, 2.0 ** octaves)))
+
+
 def _human(value: float) -> str:
     """Two significant digits, never scientific: +3.1, +420, -0.31, +1200."""
     if value == 0:

@@ -33,10 +33,10 @@ import torch
 
 from ..audio.features import features_to_power, log_features
 from ..audio.io import AudioRejected, inspect_audio, load_mono
-from .analysis import LatentAnalysis, level_gain
+from .analysis import LatentAnalysis, level_gain, ring_ratio
 from .loading import SoundCode, TrainedModel
 from .refine import refine_code
-from .settings import MAX_SOURCE_S, GenerationSettings
+from .settings import MAX_DURATION_S, MAX_SOURCE_S, GenerationSettings
 from .synth import _finish, latent_path, makeup_gain, render_latents, slerp
 
 MIN_GAIN, MAX_GAIN = 0.01, 100.0  # the level match never moves a sound by more than 40 dB
@@ -57,8 +57,13 @@ def transform_variation(model: TrainedModel, analysis: LatentAnalysis | None, wa
                         settings: GenerationSettings, index: int) -> np.ndarray:
     """Variation `index` (0-based) of `wave` (float32 mono at the model's rate) re-synthesised
     with validated `settings` (its controls, variation amount and seed; duration and blend are
-    not used): as many samples as `wave`."""
+    not used): as many samples as `wave`, or more where a decay control asks it to ring longer
+    (`ring_ratio`: room after the sound, so the longer tail is not cut where the file ends)."""
     wave = np.asarray(wave, dtype=np.float32)
+    limit = int(MAX_DURATION_S * model.spec.sample_rate)
+    room = min(int(len(wave) * (ring_ratio(analysis, settings.controls) - 1.0)), max(0, limit - len(wave)))
+    if room > 0:
+        wave = np.concatenate([wave, np.zeros(room, np.float32)])
     samples = len(wave)
     source = torch.from_numpy(wave)
     code = refine_code(model, source, model.encode(source))

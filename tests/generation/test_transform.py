@@ -200,3 +200,23 @@ def test_a_refined_code_decodes_closer_to_its_sound_and_leaves_the_model_alone(l
             distances.append(log_spectral_distance(wave, features_to_wave(feats, trained.spec).numpy()[:len(wave)]))
     assert np.mean(after) < np.mean(before), (before, after)
     assert all(p.grad is None for p in trained.model.parameters())  # the shared model is not touched
+
+
+def test_a_transform_asked_to_ring_longer_gets_room_after_its_source(loaded, tmp_path):
+    """`sda transform --control decay=+2` of a file that ends where its sound does: the new sound
+    is as long as the decay control promises (2x here), not cut where the file ended; shorter or
+    untouched, it stays as long as the file."""
+    from dataclasses import replace
+
+    from sda_web.generation.analysis import Control
+    from sda_web.generation.transform import load_source, transform_variation
+
+    trained, analysis = loaded
+    decay = Control(label="decay", feature="decay", component=-1, explained=0.0, correlation=1.0, std=1.0,
+                    feature_per_std=0.5, direction=(0.0,) * analysis.latent_dim)  # +1 = 2 ** 0.5 x longer
+    ringing = replace(analysis, controls=tuple(c for c in analysis.controls if c.label != "decay") + (decay,))
+    wave = load_source(chord(tmp_path / "chord.wav", seconds=0.6), trained.spec.sample_rate)
+    lengths = {value: len(transform_variation(trained, ringing, wave, GenerationSettings(
+        seed=1, variation_amount=0.0, controls={"decay": value}).validated(ringing), 0)) for value in (-1.0, 0.0, 2.0)}
+    assert lengths[-1.0] == lengths[0.0] == len(wave)
+    assert lengths[2.0] == 2 * len(wave)
