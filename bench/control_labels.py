@@ -23,6 +23,7 @@ energy stays 40 dB below its peak, the energy-weighted frequency of the stronges
 
     python bench/control_labels.py                       # demo, Millo_MultiLayered2
     python bench/control_labels.py --kits demo ForzeeStereo --epochs 60
+    python bench/control_labels.py --kits Millo_MultiLayered2 --seed 2   # another training draw
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ SEEDS = 8
 SOURCES = 8  # dataset files transformed with each control (issue 15: "transform included")
 
 
-def train(data_dir: Path, folder: Path, epochs: int | None) -> Path:
+def train(data_dir: Path, folder: Path, epochs: int | None, seed: int | None = None) -> Path:
     from sda_web.datasets import import_folder
     from sda_web.generation.after_training import analyse_trained_run
     from sda_web.training import TrainingCompleteEvent, TrainingRunner, get_adaptive_config, list_runs
@@ -53,6 +54,8 @@ def train(data_dir: Path, folder: Path, epochs: int | None) -> Path:
     if epochs:
         config = dataclasses.replace(config, epochs=epochs, preview_every=preview_interval(epochs),
                                      checkpoint_every=checkpoint_interval(epochs))
+    if seed is not None:  # another draw of the same training: how much the controls owe to luck
+        config = dataclasses.replace(config, seed=seed)
     done = []
     runner = TrainingRunner(data_dir, after_training=analyse_trained_run)
     runner.start("bench", config, lambda e: done.append(e) if isinstance(e, TrainingCompleteEvent) else None)
@@ -120,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kits", nargs="+", default=["demo", "Millo_MultiLayered2"])
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the app's)")
     args = parser.parse_args()
     import torch
 
@@ -134,7 +138,7 @@ def main() -> None:
             tmp = Path(tmp)
             print(f"== {kit}", flush=True)
             folder = kit_folder(kit, tmp)
-            run_dir = train(tmp / "data", folder, args.epochs)
+            run_dir = train(tmp / "data", folder, args.epochs, args.seed)
             model, analysis = load_trained_model(run_dir), load_analysis(run_dir)
             sources = source_sounds(model, folder)
             print(f"  {'control':12}{'feature':12}{'rho decoder':>12}{'rho generated':>14}{'rho transform':>14}   "

@@ -192,7 +192,9 @@ def model_from_payload(payload: dict, device: torch.device) -> TrainedModel:
     shape, model = build_model(payload["model_shape"])
     model = model.to(device)
     model.load_state_dict(model_state(payload))
-    model.eval()
+    # For making sounds only: without this, a refinement's backward pass (`refine.py`) also works
+    # out gradients for every weight, and throws them away (twice the cost).
+    model.eval().requires_grad_(False)
     typical = payload.get("typical_seconds")
     return TrainedModel(model, checkpoint_spec(payload), FeatureStats(**payload["feature_stats"]),
                         shape, int(payload["epoch"]), device, float(typical) if typical else None)

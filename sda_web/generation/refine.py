@@ -1,15 +1,16 @@
-"""A sound's code, refined: a few gradient steps on it before it is transformed.
+"""A sound's code, refined: a gradient step on it before it is transformed.
 
 The encoder finds a sound's code in one pass, near the code that decodes
 closest to the sound but not on it (the amortisation gap). Starting from a
-sound, there is one sound and time to look closer: REFINE_STEPS steps of Adam on
+sound, there is one sound and time to look closer: REFINE_STEPS step of Adam on
 the global latent and the local detail, against the objective training's
 reconstruction used (mean squared error of the normalised band log features plus
 the linear-magnitude term), with the model's weights fixed. Measured on
-Millo_MultiLayered2 (stop 25, default model, `sda transform --variation 0`):
-2 steps take the full-band LSD from 4.80 to 4.66 dB on the training files and
-from 5.35 to 5.16 on held-out ones, and the transform from 25x to 19x real time
-on one thread; 30 steps reach 4.55 / 5.10 at 4x real time.
+Millo_MultiLayered2 (stop 25, the default model, `sda transform --variation 0`,
+one thread): one step at 0.2 takes the full-band LSD from 4.90 to 4.69 dB on the
+training files and from 5.39 to 5.24 on held-out ones, the transform from 23x to
+18x real time; two steps at 0.1 reach 4.66 / 5.21 at 11x (a step costs three
+decodes, and the Griffin-Lim inverse about six), 30 steps 0.25 dB at 4x.
 
 Only the model of whole sounds is refined (a segment model's code is returned
 as it is). Deterministic: the same sound and model give the same code.
@@ -24,8 +25,8 @@ from ..model.lengths import STRIDE
 from ..model.losses import spectral_convergence
 from .loading import SoundCode, TrainedModel
 
-REFINE_STEPS = 2
-REFINE_LR = 0.1  # in standard deviations of the latents: both are about unit scale
+REFINE_STEPS = 1
+REFINE_LR = 0.2  # in standard deviations of the latents: both are about unit scale
 SPECTRAL_WEIGHT = 0.3  # the linear-magnitude term's weight, as in training (TrainingConfig.spectral_weight)
 
 
@@ -45,7 +46,7 @@ def refine_code(model: TrainedModel, wave: torch.Tensor, code: SoundCode, steps:
         for _ in range(steps):
             made = model.model.decode(z, u, time)[..., :frames]
             loss = F.mse_loss(made, target) + SPECTRAL_WEIGHT * spectral_convergence(made, target, model.stats.std)
-            # Gradients for the code only: the weights' .grad stay untouched (the model is shared).
+            # Gradients for the code only (a loaded model's weights need none): the model is shared.
             z.grad, u.grad = torch.autograd.grad(loss, [z, u])
             optimizer.step()
     count = code.path.shape[0]

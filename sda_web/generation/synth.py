@@ -120,18 +120,27 @@ def render_latents(model: TrainedModel, z: torch.Tensor, samples: int, gl_iters:
                    timings: SynthTimings | None = None, detail: torch.Tensor | None = None) -> np.ndarray:
     """Latents -> sound: a (model.path_length(samples), latent_dim) path decoded (with the local
     `detail` of a sound being transformed, if any), inverted and trimmed to `samples` float32
-    samples at the model's rate; before make-up gain and fades. Generation and transform both
-    come through here."""
+    samples at the model's rate; before make-up gain and fades. Generation and morph come through
+    here, a transform through `render_features`."""
     timings = timings if timings is not None else SynthTimings()
-    spec = model.spec
     t0 = time.perf_counter()
     log_feats = model.decode(z, samples, detail)
-    t1 = _synced(model.device)
+    timings.model_s += _synced(model.device) - t0
+    return render_features(model, log_feats, samples, gl_iters, timings)
+
+
+@torch.no_grad()
+def render_features(model: TrainedModel, log_feats: torch.Tensor, samples: int, gl_iters: int,
+                    timings: SynthTimings | None = None) -> np.ndarray:
+    """Decoded log features (n_bands, frames) -> `samples` float32 samples at the model's rate,
+    before make-up gain and fades."""
+    timings = timings if timings is not None else SynthTimings()
+    spec = model.spec
+    t1 = time.perf_counter()
     power = features_to_power(log_feats, spec)
     t2 = _synced(model.device)
     wave = griffin_lim(power, spec, gl_iters)[:samples].cpu().numpy().astype(np.float32)
     t3 = time.perf_counter()
-    timings.model_s += t1 - t0
     timings.band_inverse_s += t2 - t1
     timings.griffin_lim_s += t3 - t2
     timings.audio_s += samples / spec.sample_rate

@@ -3,11 +3,12 @@
 Transform: the sound is encoded whole (`TrainedModel.encode`): its global
 latent along a path exactly as long as the sound, and, for the model of whole
 sounds, its local detail, which is kept as it is; the code is then refined by a
-few gradient steps towards the sound (`refine.py`). The sliders move the whole path (each in standard deviations
-of its component, as in generation), the seeded variation wanders around it
-(the same keys `synth.latent_path` draws, so seed and variation amount mean what
-they mean on the Generate tab), and `synth.render_latents` turns it back into
-audio. With no control moved and variation 0 it is the model's plain
+gradient step towards the sound (`refine.py`). The sliders move the whole path (each in
+standard deviations of its component, as in generation) and the seeded variation wanders around
+it (the same keys `synth.latent_path` draws, so seed and variation amount mean what they mean on
+the Generate tab), decoded with the source's own detail; what the sliders change in the model's
+own version of the sound (decoded from the path alone) is added to that, in log power, and
+`synth.render_features` turns the result back into audio. With no control moved and variation 0 it is the model's plain
 reconstruction. Its level is the sound's own: one gain per sound (not the
 model's make-up gain, which is set for decoded mean latents) scales the band
 power of the plain reconstruction to that of the sound, so a model that
@@ -34,10 +35,10 @@ import torch
 from ..audio.features import features_to_power, log_features
 from ..audio.io import AudioRejected, inspect_audio, load_mono
 from .analysis import LatentAnalysis, level_gain, ring_ratio
-from .loading import SoundCode, TrainedModel
+from .loading import TrainedModel
 from .refine import refine_code
 from .settings import MAX_DURATION_S, MAX_SOURCE_S, GenerationSettings
-from .synth import _finish, latent_path, makeup_gain, render_latents, slerp
+from .synth import _finish, latent_path, makeup_gain, render_features, render_latents, slerp
 
 MIN_GAIN, MAX_GAIN = 0.01, 100.0  # the level match never moves a sound by more than 40 dB
 
@@ -69,9 +70,23 @@ def transform_variation(model: TrainedModel, analysis: LatentAnalysis | None, wa
     code = refine_code(model, source, model.encode(source))
     encoded = code.path.double()  # (count, latent)
     moves = _moves(model, analysis, settings, index, len(encoded))
-    z = (encoded + torch.from_numpy(moves)).float()
-    out = render_latents(model, z, samples, settings.gl_iters, detail=code.detail)
-    gain = _level_gain(model, wave, code) * level_gain(analysis, settings.controls)
+    plain = model.decode(code.path, samples, code.detail)
+    if code.detail is None:  # a segment model: the path is all there is
+        feats = model.decode((encoded + torch.from_numpy(moves)).float(), samples)
+    else:
+        wander = _moves(model, analysis, replace(settings, controls={}), index, len(encoded))
+        z = (encoded + torch.from_numpy(wander)).float()
+        feats = model.decode(z, samples, code.detail) if wander.any() else plain
+        sliders = torch.from_numpy(moves - wander).float()
+        if sliders.any():
+            # A slider changes the sound by what it changes in the model's own version of it
+            # (decoded from the path alone). Moved in z under the source's kept detail, a decay or a
+            # pitch stayed where the detail held it: on Millo the decay slider made transforms
+            # x1.08 longer over -2..+2 that way, x1.50 this way (stop 25). The wander keeps the
+            # detail, so a variation amount keeps its meaning.
+            feats = feats + (model.decode(z + sliders, samples) - model.decode(z, samples))
+    out = render_features(model, feats, samples, settings.gl_iters)
+    gain = _level_gain(model, wave, plain) * level_gain(analysis, settings.controls)
     return _finish(out * np.float32(gain), samples, model.spec.sample_rate)
 
 
@@ -98,13 +113,13 @@ def morph_variation(model: TrainedModel, analysis: LatentAnalysis | None, settin
     return _finish(out * np.float32(gain), samples, spec.sample_rate)
 
 
-def _level_gain(model: TrainedModel, wave: np.ndarray, code: SoundCode) -> float:
-    """Amplitude gain that brings the power of the plain reconstruction to the sound's own
-    (within MIN_GAIN..MAX_GAIN)."""
+def _level_gain(model: TrainedModel, wave: np.ndarray, plain: torch.Tensor) -> float:
+    """Amplitude gain that brings the power of the plain reconstruction (its log features
+    `plain`) to the sound's own (within MIN_GAIN..MAX_GAIN)."""
     # Power in STFT bins, not summed band densities: a sum over bands would weigh a 1-bin band at
     # 100 Hz as much as a 32-bin band at 15 kHz (on short claps it overshot by 10 dB).
     target = float(features_to_power(log_features(torch.from_numpy(wave), model.spec), model.spec).double().sum())
-    made = float(features_to_power(model.decode(code.path, len(wave), code.detail), model.spec).double().sum())
+    made = float(features_to_power(plain, model.spec).double().sum())
     if not (made > 0 and target > 0 and math.isfinite(made) and math.isfinite(target)):
         return 1.0
     return float(min(MAX_GAIN, max(MIN_GAIN, math.sqrt(target / made))))

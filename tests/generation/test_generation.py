@@ -119,8 +119,11 @@ def test_brightness_control_raises_the_spectral_centroid_of_the_output(model, an
                                controls={"brightness": value}, variation_amount=0.5)
         return float(np.mean([spectral_centroid(w, rate) for w in waves]))
 
+    # Brighter at every step, and audibly over the range (0.2 octave; the just-noticeable change is
+    # about 0.1). How far the tiny demo model goes is the training draw's: over 12 seeds +1.5 gave
+    # 1.04x to 4x the centroid at 0 (median 1.5x, stop 25), so the size is bench/control_labels.py's.
     down, middle, up = centroid(-1.5), centroid(0.0), centroid(1.5)
-    assert up > 1.3 * middle and up > 1.3 * down, (down, middle, up)
+    assert down < middle < up and up > 1.15 * down, (down, middle, up)
 
 
 def test_the_loudness_slider_changes_the_level_by_what_it_says_and_nothing_else(model, analysis):

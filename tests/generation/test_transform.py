@@ -178,8 +178,8 @@ def test_a_sample_pack_holds_every_variation_and_its_settings(data, tmp_path):
 
 
 def test_a_refined_code_decodes_closer_to_its_sound_and_leaves_the_model_alone(loaded, tmp_path):
-    """A few gradient steps on a sound's code (what a transform starts from) bring the model's
-    version of it closer to the sound, on sounds it learnt and on one it did not."""
+    """A gradient step on a sound's code (what a transform starts from) brings the model's version
+    of it closer to the sound, on sounds it learnt and on one it did not."""
     from sda_web.audio.demo import write_demo_sounds
     from sda_web.audio.inverse import features_to_wave
     from sda_web.generation.refine import refine_code
