@@ -8,8 +8,8 @@ standard deviations of its component, as in generation) and the seeded variation
 it (the same keys `synth.latent_path` draws, so seed and variation amount mean what they mean on
 the Generate tab), decoded with the source's own detail; what the sliders change in the model's
 own version of the sound (decoded from the path alone) is added to that, in log power, and
-`synth.render_features` turns the result back into audio. With no control moved and variation 0 it is the model's plain
-reconstruction. Its level is the sound's own: one gain per sound (not the
+`synth.render_features` turns the result back into audio. With no control moved and variation 0
+it is the model's plain reconstruction. Its level is the sound's own: one gain per sound (not the
 model's make-up gain, which is set for decoded mean latents) scales the band
 power of the plain reconstruction to that of the sound, so a model that
 speaks softly does not hand back a whisper; the sliders and the wander change

@@ -69,3 +69,29 @@ def test_the_model_gets_brightness_and_decay_sliders_that_do_what_they_say(train
     assert centroid(-1.5) < centroid(0.0) < centroid(1.5)
     assert decay(-1.5) < decay(1.5), (decay(-1.5), decay(1.5))
     assert analysis.control("decay").effect.endswith("x longer")
+
+
+def test_the_sliders_move_a_transformed_sound_the_same_way(trained, tmp_path):
+    """`sda transform --control decay=...` / `brightness=...` on a tone like the set's: darker or
+    brighter, shorter or longer, as the sliders say (the decay with room after the file to ring)."""
+    from sda_web.generation.settings import GenerationSettings
+    from sda_web.generation.transform import load_source, transform_variation
+
+    model, analysis = trained
+    t = np.arange(int(0.8 * RATE)) / RATE
+    tone = sum(np.sin(2 * np.pi * 220 * h * t) / h ** 1.4 for h in range(1, 30) if 220 * h < RATE / 2)
+    sf.write(tmp_path / "tone.wav", (0.3 * tone / np.abs(tone).max() * np.exp(-t / 0.15)).astype(np.float32), RATE)
+    source = load_source(tmp_path / "tone.wav", model.spec.sample_rate)
+
+    def transformed(**controls):
+        settings = GenerationSettings(seed=1, variation_amount=0.0, controls=controls).validated(analysis)
+        return transform_variation(model, analysis, source, settings, 0)
+
+    def decay(wave):
+        return float(segment_features(log_features(torch.from_numpy(wave), model.spec)[None], model.spec)["decay"][0])
+
+    centroids = [spectral_centroid(transformed(brightness=v), model.spec.sample_rate) for v in (-1.5, 0.0, 1.5)]
+    assert centroids[0] < centroids[1] < centroids[2], centroids
+    shorter, longer = transformed(decay=-1.5), transformed(decay=1.5)
+    assert len(shorter) == len(source) < len(longer)
+    assert decay(shorter) < decay(longer) and decay(transformed()) < decay(longer), (decay(shorter), decay(longer))
