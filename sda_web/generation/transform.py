@@ -2,8 +2,8 @@
 
 Transform: the sound is encoded whole (`TrainedModel.encode`): its global
 latent along a path exactly as long as the sound, and, for the model of whole
-sounds, its local detail, which is kept as it is; the code is then refined by a
-gradient step towards the sound (`refine.py`). The sliders move the whole path (each in
+sounds, its local detail, which is kept as it is; the global latent is then refined
+by a gradient step towards the sound (`refine.py`). The sliders move the whole path (each in
 standard deviations of its component, as in generation) and the seeded variation wanders around
 it (the same keys `synth.latent_path` draws, so seed and variation amount mean what they mean on
 the Generate tab), decoded with the source's own detail; what the sliders change in the model's
