@@ -55,14 +55,16 @@ def _pid_alive(pid: int) -> bool:
 
 class TrainingRunner:
     def __init__(self, data_dir: Path | str, *, in_process: bool = False, keep_warm: bool = False,
-                 after_training: Callable[[Path, object], None] | None = None):
+                 after_training: Callable[[Path, object], None] | None = None, after_cancel: bool = True):
         """`keep_warm`: after each run, start the next training process at once, so the next
         run (or resume) skips torch's import; costs an idle process. The web app keeps one.
         `after_training(run_dir, device)`: run in the training process once a run has trained
         (`generation.after_training.analyse_trained_run` makes the sound controls); a module-level
-        function, so that it can travel there."""
+        function, so that it can travel there. `after_cancel=False`: not after a cancelled run
+        (a terminal's Ctrl-C wants out at once; the controls are made when the model is first used)."""
         self.data_dir = Path(data_dir)
         self.after_training = after_training
+        self.after_cancel = after_cancel
         self.in_process = in_process
         self.keep_warm = keep_warm and not in_process
         self._lock = threading.Lock()
@@ -113,7 +115,8 @@ class TrainingRunner:
             )
             session = Session(run_id, run_dir, plan.manifest.name, plan.config,
                               [audio_dir / names[i] for i in train_idx], [audio_dir / names[i] for i in val_idx],
-                              device, resume=False, start_from=plan.base_dir, after_training=self.after_training)
+                              device, resume=False, start_from=plan.base_dir, after_training=self.after_training,
+                              after_cancel=self.after_cancel)
             self._launch(session, callback)
         return run_id
 
@@ -126,7 +129,8 @@ class TrainingRunner:
             write_run_record(plan.info.run_dir, status="running", total_epochs=plan.config.epochs, pid=os.getpid(),
                              error=None, patience_stop=None)
             self._launch(Session(run_id, plan.info.run_dir, plan.info.dataset, plan.config, plan.train_files,
-                                 plan.val_files, device, resume=True, after_training=self.after_training), callback)
+                                 plan.val_files, device, resume=True, after_training=self.after_training,
+                                 after_cancel=self.after_cancel), callback)
         return run_id
 
     def cancel(self) -> bool:

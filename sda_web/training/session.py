@@ -41,6 +41,7 @@ class Session:
     # Called as after_training(run_dir, device) once a run has trained an epoch or more (the sound
     # controls are made there); a module-level function, so it travels to the training process.
     after_training: Callable[[Path, object], None] | None = None
+    after_cancel: bool = True  # run after_training after a cancelled run too
 
 
 def run_session(session: Session, stop: threading.Event, emit: Emit, on_timing: TimingSink) -> TrainingCompleteEvent:
@@ -142,7 +143,8 @@ def _train(session: Session, stop: threading.Event, outcome: _Outcome, emit: Emi
     if run.epochs_done < cfg.epochs and outcome.outcome != "stopped":
         outcome.outcome = "cancelled"
     run.save_at_the_end(cancelled_mid_epoch)
-    if run.epochs_done > 0 and session.after_training is not None:  # never turns a trained run into a failed one
+    wanted = session.after_training is not None and (session.after_cancel or outcome.outcome != "cancelled")
+    if run.epochs_done > 0 and wanted:  # never turns a trained run into a failed one
         try:
             session.after_training(session.run_dir, run.device)
         except Exception:
